@@ -1,0 +1,42 @@
+# pyactors — the two set-up commands are `make demo` and `make test`.
+# Each creates .venv if missing, builds the native core (release) into it, then runs.
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BUILT  := $(VENV)/.pyactors-built
+RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
+
+.PHONY: help demo test test-rs test-py build bench soak clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "maturin>=1.9,<2"
+
+$(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
+	$(VENV)/bin/maturin develop --release --locked --extras test,bench -q
+	@touch $@
+
+build: $(BUILT) ## Build the native core (release) into .venv
+
+demo: $(BUILT) ## Run the main job
+	$(PY) -m pyactors.demo
+
+test: $(BUILT) test-rs test-py ## cargo test, then pytest
+
+test-rs: ## The Rust crate's tests (no Python needed)
+	cargo test --locked -p pyactors-core
+
+test-py: $(BUILT) ## The Python tests
+	$(PY) -m pytest -q
+
+bench: $(BUILT) ## Benchmarks (not timed tests): prints medians, p99, ratios
+	$(PY) benches/bench_store.py
+
+soak: $(BUILT) ## Long randomized crash runs
+	$(PY) -m pytest -q -m soak -p no:cacheprovider
+
+clean: ## Remove build outputs and the venv
+	rm -rf target $(VENV) pyactors/_core*.so

@@ -1,0 +1,106 @@
+"""The exception hierarchy of pyactors.
+
+Every error pyactors raises on purpose is a subclass of [`PyActorsError`][]. The Rust
+core raises the store errors below directly (it imports this module), so callers
+catch the same classes whichever layer failed. All of them pickle, so a worker
+process can hand them to a supervisor in another process.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CorruptSegmentError",
+    "FormatVersionError",
+    "InvalidArgumentError",
+    "PyActorsError",
+    "SerializationError",
+    "StoreClosedError",
+    "StoreError",
+    "StoreIOError",
+    "StoreLockedError",
+]
+
+
+class PyActorsError(Exception):
+    """Root of every exception pyactors raises on purpose."""
+
+
+class InvalidArgumentError(PyActorsError, ValueError):
+    """An argument is out of range or malformed (also a `ValueError`).
+
+    Examples: an empty or too long stream id, a reserved record kind, an unknown
+    durability policy. Nothing was written.
+    """
+
+
+class SerializationError(PyActorsError):
+    """A value could not be serialized or deserialized by the store's serializer.
+
+    Raised at the call that handed over the value; nothing was written.
+    """
+
+
+class StoreError(PyActorsError):
+    """Base class of the errors of the segment store."""
+
+
+class StoreClosedError(StoreError):
+    """The store was used after `close()`."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store's writer lock (one writer per store)."""
+
+
+class CorruptSegmentError(StoreError):
+    """Damaged bytes found where a valid record must be.
+
+    Raised for damage in a sealed segment (or in the middle of the active one)
+    when the store is opened strictly, and when a read meets a record whose
+    checksum does not match.
+
+    Attributes:
+        path: The damaged file.
+        offset: Byte offset of the damage in that file.
+        reason: What is wrong, in a few words.
+    """
+
+    def __init__(self, path: str, offset: int, reason: str) -> None:
+        super().__init__(path, offset, reason)
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.path}: corrupt at byte offset {self.offset}: {self.reason}"
+
+
+class FormatVersionError(StoreError):
+    """A segment or index file was written in a format version this build cannot read.
+
+    Attributes:
+        path: The file.
+        found: The version number in its header.
+        supported: The version this build reads and writes.
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        super().__init__(path, found, supported)
+        self.path = path
+        self.found = found
+        self.supported = supported
+
+    def __str__(self) -> str:
+        return (
+            f"{self.path}: format version {self.found} is not supported "
+            f"(this build reads version {self.supported})"
+        )
+
+
+class StoreIOError(StoreError, OSError):
+    """An operating-system error while reading or writing the store.
+
+    Also an `OSError`, carrying `errno`, `strerror` and `filename`; disk full is
+    `errno.ENOSPC`. A failed append leaves the store readable and consistent,
+    and nothing acknowledged before it is lost.
+    """

@@ -1,0 +1,395 @@
+"""The segment store: a typed Python API over the Rust segment log.
+
+A store is a directory of append-only segment files. Each record belongs to a
+*stream* (a short UTF-8 id such as ``"counter-1"`` or ``"wf/thread-7"``), has a
+*kind* (snapshot, message, checkpoint, or a user kind), a per-stream sequence
+number assigned by the log, a timestamp, and a payload stored as a standard zstd
+frame with a CRC32C over the whole record. See ``docs/FORMAT.md``.
+
+Example:
+    >>> import tempfile
+    >>> from pyactors import Kind, SegmentStore
+    >>> with SegmentStore(tempfile.mkdtemp() + "/store") as store:
+    ...     store.append("counter-1", b"+1")
+    ...     store.append("counter-1", b"state=1", kind=Kind.SNAPSHOT)
+    ...     store.latest("counter-1").payload
+    1
+    2
+    b'state=1'
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from pyactors import _core
+from pyactors.errors import InvalidArgumentError
+from pyactors.serialization import PickleSerializer, Serializer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from types import TracebackType
+
+__all__ = [
+    "CompactReport",
+    "Damage",
+    "Durability",
+    "Kind",
+    "OpenReport",
+    "Record",
+    "SegmentStore",
+    "VerifyReport",
+]
+
+Durability = Literal["process", "group", "sync"]
+"""When `append` returns, the record is: ``"process"`` written to the kernel
+(survives the process being killed, not a power loss); ``"group"`` as process,
+and fdatasynced by a background flusher within ``group_commit_ms``; ``"sync"``
+fdatasynced (concurrent appenders share one fdatasync)."""
+
+
+class Kind(enum.IntEnum):
+    """Record kinds. Kinds 128-255 are free for applications (`Kind.user(n)`)."""
+
+    SNAPSHOT = 1
+    """An actor's state (or any "latest value wins" record)."""
+    MESSAGE = 2
+    """A journaled mailbox message."""
+    CHECKPOINT = 3
+    """A workflow checkpoint."""
+
+    @staticmethod
+    def user(n: int) -> int:
+        """Return user kind number `n` (0-127) as a record kind (128-255)."""
+        if not 0 <= n <= 127:  # noqa: PLR2004
+            msg = f"user kind must be in 0..127, got {n}"
+            raise InvalidArgumentError(msg)
+        return 128 + n
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record read back from the store.
+
+    Attributes:
+        stream: The stream id.
+        kind: The record kind (a `Kind` value or a user kind).
+        seq: Its sequence number within the stream (1, 2, 3, ...).
+        timestamp: When it was appended, in seconds since the epoch.
+        payload: The payload bytes, decompressed.
+    """
+
+    stream: str
+    kind: int
+    seq: int
+    timestamp: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A damaged byte range found in a store file.
+
+    Attributes:
+        path: The file.
+        offset: Where the damage starts, in bytes from the start of the file.
+        length: How many bytes were skipped or truncated.
+        reason: What is wrong.
+    """
+
+    path: str
+    offset: int
+    length: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OpenReport:
+    """What opening the store found and repaired.
+
+    Attributes:
+        segments: Segment files in the store.
+        records: Records found in the active segment scan plus the sealed indexes.
+        truncated_bytes: Bytes cut from a torn tail of the active segment.
+        dropped_records: Records (whole or partial) those bytes held.
+        damaged: Damaged ranges: the torn tail, and in tolerant mode every
+            damaged range that was skipped.
+        rebuilt_indexes: Index files that were missing or damaged and were
+            rebuilt from their segment.
+        elapsed_ms: How long the open took.
+    """
+
+    segments: int
+    records: int
+    truncated_bytes: int
+    dropped_records: int
+    damaged: tuple[Damage, ...]
+    rebuilt_indexes: tuple[str, ...]
+    elapsed_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    """The result of `SegmentStore.verify()`: a read-only scan of every record.
+
+    Attributes:
+        segments: Segment files scanned.
+        records: Valid records found.
+        bytes: Bytes scanned.
+        damaged: Every damaged range, with file and offset.
+    """
+
+    segments: int
+    records: int
+    bytes: int
+    damaged: tuple[Damage, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when no damage was found."""
+        return not self.damaged
+
+
+@dataclass(frozen=True, slots=True)
+class CompactReport:
+    """The result of `SegmentStore.compact()`.
+
+    Attributes:
+        segments_removed: Sealed segments unlinked.
+        records_copied: Live records copied forward into the active segment.
+        bytes_before: Bytes of segment files before compaction.
+        bytes_after: Bytes of segment files after compaction.
+    """
+
+    segments_removed: int
+    records_copied: int
+    bytes_before: int
+    bytes_after: int
+
+
+def _damage(items: Iterable[tuple[str, int, int, str]]) -> tuple[Damage, ...]:
+    return tuple(Damage(*item) for item in items)
+
+
+def _record(raw: tuple[str, int, int, int, bytes]) -> Record:
+    stream, kind, seq, ts_us, payload = raw
+    return Record(stream, kind, seq, ts_us / 1_000_000, payload)
+
+
+class SegmentStore:
+    """A directory of append-only, compressed, checksummed segment files.
+
+    One process at a time may open a store (a second one gets
+    `StoreLockedError`); inside it, any number of threads may append and read at
+    once. The GIL is released during file I/O, compression and decompression.
+
+    Args:
+        path: The store directory; created (mode 0700) if missing.
+        durability: ``"process"``, ``"group"`` or ``"sync"`` (see `Durability`).
+        group_commit_ms: Under ``"group"``, the longest time between a write
+            and its fdatasync.
+        segment_bytes: Roll to a new segment file once the active one reaches
+            this size.
+        compression_level: zstd level for payloads (1-22).
+        compress_min_bytes: Payloads shorter than this are stored raw.
+        tolerant: Open a store with damaged sealed segments, skipping and
+            reporting the damage instead of raising `CorruptSegmentError`.
+        serializer: The serializer the layers above use for this store
+            (default: pickle protocol 5). The store itself stores bytes.
+
+    Raises:
+        StoreLockedError: Another process has the store open.
+        CorruptSegmentError: Damage outside the active segment's tail (strict mode).
+        FormatVersionError: A file was written by an unknown format version.
+        StoreIOError: The operating system refused an operation.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durability: Durability = "process",
+        group_commit_ms: float = 5.0,
+        segment_bytes: int = 64 * 1024 * 1024,
+        compression_level: int = 3,
+        compress_min_bytes: int = 64,
+        tolerant: bool = False,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self._log = _core.SegmentLog(
+            os.fspath(path),
+            durability=durability,
+            group_commit_ms=group_commit_ms,
+            segment_bytes=segment_bytes,
+            compression_level=compression_level,
+            compress_min_bytes=compress_min_bytes,
+            tolerant=tolerant,
+        )
+        self.serializer: Serializer = serializer or PickleSerializer()
+        report = self._log.open_report()
+        self.open_report = OpenReport(
+            segments=report["segments"],
+            records=report["records"],
+            truncated_bytes=report["truncated_bytes"],
+            dropped_records=report["dropped_records"],
+            damaged=_damage(report["damaged"]),
+            rebuilt_indexes=tuple(report["rebuilt_indexes"]),
+            elapsed_ms=report["elapsed_us"] / 1000,
+        )
+        """What opening the store found and repaired."""
+
+    @property
+    def path(self) -> str:
+        """The store directory."""
+        return self._log.path
+
+    @property
+    def durability(self) -> Durability:
+        """The durability policy the store was opened with."""
+        return self._log.durability  # type: ignore[return-value]
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` has been called."""
+        return self._log.closed
+
+    def append(self, stream: str, payload: bytes, kind: int = Kind.MESSAGE) -> int:
+        """Append one record and return its sequence number in `stream`.
+
+        When this returns, the record is as durable as the store's policy says.
+
+        Raises:
+            InvalidArgumentError: Bad stream id or kind (nothing written).
+            StoreIOError: The write failed (nothing acknowledged is lost).
+        """
+        return self._log.append(stream, kind, payload)[0]
+
+    def append_many(
+        self, records: Iterable[tuple[str, bytes] | tuple[str, bytes, int]]
+    ) -> list[int]:
+        """Append many records in one write; return their sequence numbers.
+
+        Each item is ``(stream, payload)`` (a `Kind.MESSAGE`) or
+        ``(stream, payload, kind)``. All records are validated before any is
+        written: either all are appended or none.
+        """
+        batch = [
+            (item[0], item[2], item[1]) if len(item) == 3 else (item[0], Kind.MESSAGE, item[1])  # noqa: PLR2004
+            for item in records
+        ]
+        return self._log.append_many(batch)
+
+    def latest(self, stream: str, kind: int = Kind.SNAPSHOT) -> Record | None:
+        """Return the newest live record of `kind` in `stream`, or None.
+
+        Reads only that record (found through the index).
+        """
+        raw = self._log.latest(stream, kind)
+        return None if raw is None else _record(raw)
+
+    def latest_many(
+        self, streams: Sequence[str], kind: int = Kind.SNAPSHOT
+    ) -> dict[str, Record | None]:
+        """Return the newest record of `kind` for each stream.
+
+        The payloads are read and decompressed on Rust threads in parallel.
+        """
+        raws = self._log.latest_many(list(streams), kind)
+        return {
+            stream: None if raw is None else _record(raw)
+            for stream, raw in zip(streams, raws, strict=True)
+        }
+
+    def read(
+        self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None
+    ) -> Iterator[Record]:
+        """Iterate over the live records of `stream` with ``seq > after_seq``, in order.
+
+        Args:
+            stream: The stream id.
+            after_seq: Yield only records after this sequence number.
+            kinds: Yield only records of these kinds (default: every kind).
+
+        Records are read lazily, one at a time, from their positions in the index.
+        """
+        it = self._log.read(stream, after_seq, None if kinds is None else list(kinds))
+        return (_record(raw) for raw in it)
+
+    def streams(self) -> list[str]:
+        """Return the ids of every stream not deleted, sorted."""
+        return self._log.streams()
+
+    def last_seq(self, stream: str) -> int:
+        """Return the last sequence number assigned in `stream` (0 if none)."""
+        return self._log.last_seq(stream)
+
+    def prune(self, stream: str, kind: int, keep_last: int) -> int:
+        """Delete all but the newest `keep_last` records of `kind` in `stream`.
+
+        Writes a tombstone; the space comes back with `compact()`.
+
+        Returns:
+            How many records were deleted.
+        """
+        return self._log.prune(stream, kind, keep_last)
+
+    def delete_stream(self, stream: str) -> int:
+        """Delete every record of `stream` (a tombstone); return how many were deleted.
+
+        Sequence numbers are not reused: a later append continues after the
+        last one assigned.
+        """
+        return self._log.delete_stream(stream)
+
+    def compact(self, min_dead_ratio: float = 0.5) -> CompactReport:
+        """Reclaim the space of deleted records.
+
+        Sealed segments in which at least `min_dead_ratio` of the bytes are dead
+        have their live records copied into the active segment, then are
+        unlinked. Crash-safe at every step: a record is never only in a file
+        that is about to be removed.
+        """
+        return CompactReport(**self._log.compact(min_dead_ratio))
+
+    def verify(self) -> VerifyReport:
+        """Scan every segment, read-only, and report every damaged record."""
+        report = self._log.verify()
+        return VerifyReport(
+            segments=report["segments"],
+            records=report["records"],
+            bytes=report["bytes"],
+            damaged=_damage(report["damaged"]),
+        )
+
+    def stats(self) -> dict[str, int]:
+        """Return counters: ``segments``, ``bytes`` on disk, ``streams``, ``records`` appended since open."""
+        return self._log.stats()
+
+    def flush(self) -> None:
+        """Make every record appended so far durable (fdatasync), whatever the policy."""
+        self._log.flush()
+
+    def close(self) -> None:
+        """Flush, stop the background flusher and release the writer lock. Idempotent."""
+        self._log.close()
+
+    def __enter__(self) -> SegmentStore:
+        """Return the store itself."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the store."""
+        self.close()
+
+    def __repr__(self) -> str:
+        """Show the path and policy."""
+        state = "closed" if self.closed else self.durability
+        return f"SegmentStore({self.path!r}, {state})"

@@ -1,0 +1,77 @@
+//! The one error type of the core. The binding layer maps each variant to a class of
+//! `pyactors.errors` in exactly one place (`py/errors.rs`).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the segment log.
+#[derive(Debug, thiserror::Error)]
+pub enum CoreError {
+    /// The operating system refused an operation (disk full, EIO, permissions…).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// The OS error (keeps its errno).
+        #[source]
+        source: io::Error,
+    },
+    /// Another process (or another open handle) holds the store's writer lock.
+    #[error("{}: the store is locked by another writer", path.display())]
+    Locked {
+        /// The store directory.
+        path: PathBuf,
+    },
+    /// Bytes that must be a valid record, header or index are damaged.
+    #[error("{}: corrupt at byte offset {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// Where the damage is, in bytes from the start of the file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file was written by a format version this build does not read.
+    #[error("{}: format version {found} is not supported (this build reads {supported})", path.display())]
+    FormatVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in its header.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A caller passed something out of range; nothing was written.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The log was used after `close()`.
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// The core's result type.
+pub type Result<T> = std::result::Result<T, CoreError>;
+
+impl CoreError {
+    /// Wrap an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        CoreError::Io { path: path.into(), source }
+    }
+
+    /// A corruption error at `offset` of `path`.
+    pub fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        CoreError::Corrupt { path: path.into(), offset, reason: reason.into() }
+    }
+}
+
+/// Attach a path to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| CoreError::io(path, e))
+    }
+}

@@ -1,0 +1,22 @@
+//! pyactors-core: an append-only, zstd-compressed, CRC32C-checked segment log.
+//!
+//! The storage modules know nothing of Python; the PyO3 binding lives in `py/`,
+//! compiled only with the `python` feature (maturin turns it on), so plain
+//! `cargo test` needs no Python. The on-disk format is described in `docs/FORMAT.md`
+//! and in `// Format:` comments next to the code that writes it.
+
+pub mod codec;
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod index;
+pub mod log;
+pub mod record;
+pub mod scan;
+
+#[cfg(feature = "python")]
+mod py;
+
+pub use error::{CoreError, Result};
+pub use log::{CompactReport, Durability, Log, NewRecord, OpenReport, Options, Record, RecoveryMode, Stats, VerifyReport};
+pub use scan::Damage;

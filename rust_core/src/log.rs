@@ -1,0 +1,1312 @@
+//! The segment log: open and recovery, append with a durability policy, indexed reads,
+//! retention (tombstones), compaction and verification.
+//!
+//! Locks, always taken in this order: `writer` (one appender at a time; also held by
+//! prune, delete and compaction), then `index`, then `handles`. Readers take only
+//! `index` (read) and `handles`. Durability waits use `sync` alone, after `writer` is
+//! released, so concurrent appenders share one fdatasync (group commit).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::codec;
+use crate::error::{CoreError, IoContext, Result};
+use crate::format::{
+    decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index,
+    encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
+    IndexSummary, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE,
+    MAX_PAYLOAD, MAX_STREAM_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+};
+use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
+use crate::index::{Index, Loc, StreamIdx};
+use crate::record::{self, Header};
+use crate::scan::{scan, Damage, Scan};
+
+/// When an append is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// In the kernel when append returns: survives a killed process, not a power loss.
+    Process,
+    /// As `Process`, plus a background fdatasync at most every `group_commit`.
+    Group,
+    /// fdatasync before append returns (concurrent appenders share it).
+    Sync,
+}
+
+impl Durability {
+    /// Parse `"process"`, `"group"` or `"sync"`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "process" => Ok(Self::Process),
+            "group" => Ok(Self::Group),
+            "sync" => Ok(Self::Sync),
+            other => Err(CoreError::InvalidArgument(format!(
+                "durability must be 'process', 'group' or 'sync', not {other:?}"
+            ))),
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Group => "group",
+            Self::Sync => "sync",
+        }
+    }
+}
+
+/// What open does with damage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Truncate a torn tail of the active segment; any other damage is an error.
+    TolerateTailCorruption,
+    /// Also skip (and report) damage anywhere else.
+    TolerateAnyCorruption,
+}
+
+/// Options of a log.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Durability policy.
+    pub durability: Durability,
+    /// Longest time between a write and its fdatasync under `Group`.
+    pub group_commit: Duration,
+    /// Roll to a new segment once the active one reaches this many bytes.
+    pub segment_bytes: u64,
+    /// zstd level.
+    pub compression_level: i32,
+    /// Payloads shorter than this are stored raw.
+    pub compress_min_bytes: usize,
+    /// Recovery mode.
+    pub recovery: RecoveryMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Process,
+            group_commit: Duration::from_millis(5),
+            segment_bytes: 64 << 20,
+            compression_level: 3,
+            compress_min_bytes: 64,
+            recovery: RecoveryMode::TolerateTailCorruption,
+        }
+    }
+}
+
+/// What opening found and repaired.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// Segment files.
+    pub segments: u64,
+    /// Records in the sealed indexes plus the active segment.
+    pub records: u64,
+    /// Bytes cut from the active segment's torn tail.
+    pub truncated_bytes: u64,
+    /// Records those bytes held.
+    pub dropped_records: u64,
+    /// Damage found (the torn tail, and skipped damage in tolerant mode).
+    pub damaged: Vec<Damage>,
+    /// Index files rebuilt from their segment.
+    pub rebuilt_indexes: Vec<PathBuf>,
+    /// How long open took.
+    pub elapsed: Duration,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Segment files scanned.
+    pub segments: u64,
+    /// Valid records.
+    pub records: u64,
+    /// Bytes scanned.
+    pub bytes: u64,
+    /// Every damaged range.
+    pub damaged: Vec<Damage>,
+}
+
+/// What `compact` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Sealed segments removed.
+    pub segments_removed: u64,
+    /// Live records copied into the active segment.
+    pub records_copied: u64,
+    /// Bytes of segment files before.
+    pub bytes_before: u64,
+    /// Bytes of segment files after.
+    pub bytes_after: u64,
+}
+
+/// A record read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Stream id.
+    pub stream: String,
+    /// Kind.
+    pub kind: u8,
+    /// Sequence number in the stream.
+    pub seq: u64,
+    /// Microseconds since the Unix epoch.
+    pub timestamp_us: i64,
+    /// Decompressed payload.
+    pub payload: Vec<u8>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Segment files.
+    pub segments: u64,
+    /// Bytes in segment files.
+    pub bytes: u64,
+    /// Streams not deleted.
+    pub streams: u64,
+    /// Records appended since open.
+    pub appended: u64,
+    /// fdatasyncs of segment data since open.
+    pub syncs: u64,
+}
+
+/// A record to append.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// Stream id (1 to 255 UTF-8 bytes).
+    pub stream: &'a str,
+    /// Kind (not 0, not the tombstone kind).
+    pub kind: u8,
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// A record ready to be framed. `seq`/`timestamp_us` are set for copies (compaction)
+/// and assigned by the writer for new records.
+struct Prepared {
+    stream: String,
+    kind: u8,
+    seq: Option<u64>,
+    timestamp_us: Option<i64>,
+    flags: u8,
+    raw_len: u32,
+    stored: Vec<u8>,
+    tombstone: Option<(u8, u64)>,
+}
+
+struct Writer {
+    file: Handle,
+    base: u64,
+    /// End of the valid data in the active file.
+    pos: u64,
+    next_offset: u64,
+    /// Bytes written since open (monotonic across segments): the unit of `sync`.
+    lsn: u64,
+    appended: u64,
+    buf: Vec<u8>,
+    /// Set when an fdatasync failed: the kernel may have dropped the dirty pages, so
+    /// nothing after it can be acknowledged as durable.
+    failed: Option<String>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    synced: u64,
+    syncing: bool,
+    syncs: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    opts: Options,
+    writer: Mutex<Writer>,
+    index: RwLock<Index>,
+    handles: RwLock<HashMap<u64, Handle>>,
+    sync: Mutex<SyncState>,
+    synced_cv: Condvar,
+    closed: AtomicBool,
+    stop: (Mutex<bool>, Condvar),
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+    /// Serialises rebuilds of damaged index files found by readers.
+    rebuilding: Mutex<()>,
+    report: OpenReport,
+}
+
+/// An open segment log (one writer process per directory).
+pub struct Log {
+    inner: Arc<Inner>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn header_error(path: &Path, e: HeaderError) -> CoreError {
+    match e {
+        HeaderError::Version(found) => CoreError::FormatVersion { path: path.to_owned(), found, supported: FORMAT_VERSION },
+        HeaderError::Invalid(reason) => CoreError::corrupt(path, 0, reason),
+    }
+}
+
+fn read_all(h: &Handle, path: &Path) -> Result<Vec<u8>> {
+    let len = h.len().at(path)?;
+    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| CoreError::corrupt(path, 0, "file too large"))?];
+    h.read_exact_at(&mut buf, 0).at(path)?;
+    Ok(buf)
+}
+
+/// Validate a stream id.
+fn check_stream(stream: &str) -> Result<()> {
+    if stream.is_empty() || stream.len() > MAX_STREAM_LEN {
+        return Err(CoreError::InvalidArgument(format!(
+            "stream id must be 1 to {MAX_STREAM_LEN} UTF-8 bytes, got {}",
+            stream.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Validate a record kind given by a caller.
+fn check_kind(kind: u8) -> Result<()> {
+    if kind == 0 || kind == KIND_TOMBSTONE {
+        return Err(CoreError::InvalidArgument(format!("record kind {kind} is reserved")));
+    }
+    Ok(())
+}
+
+impl Log {
+    /// Open (or create) the log in `dir` on the real file system.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Self> {
+        Self::open_with(dir, opts, Arc::new(StdFs))
+    }
+
+    /// Open (or create) the log in `dir` on the given file system.
+    pub fn open_with(dir: impl AsRef<Path>, opts: Options, fs: Arc<dyn FileSystem>) -> Result<Self> {
+        let started = Instant::now();
+        let dir = dir.as_ref().to_owned();
+        if opts.segment_bytes < 4096 {
+            return Err(CoreError::InvalidArgument("segment_bytes must be at least 4096".into()));
+        }
+        if !(1..=22).contains(&opts.compression_level) {
+            return Err(CoreError::InvalidArgument("compression_level must be 1 to 22".into()));
+        }
+        fs.create_dir_all(&dir).at(&dir)?;
+        let guard = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                CoreError::Locked { path: dir.clone() }
+            } else {
+                CoreError::io(dir.join(LOCK_FILE), e)
+            }
+        })?;
+        let (writer, index, handles, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
+        report.elapsed = started.elapsed();
+        let inner = Arc::new(Inner {
+            dir,
+            fs,
+            opts,
+            writer: Mutex::new(writer),
+            index: RwLock::new(index),
+            handles: RwLock::new(handles),
+            sync: Mutex::new(SyncState::default()),
+            synced_cv: Condvar::new(),
+            closed: AtomicBool::new(false),
+            stop: (Mutex::new(false), Condvar::new()),
+            lock: Mutex::new(Some(guard)),
+            rebuilding: Mutex::new(()),
+            report,
+        });
+        let flusher = (inner.opts.durability == Durability::Group).then(|| {
+            let inner = Arc::clone(&inner);
+            std::thread::spawn(move || inner.flush_loop())
+        });
+        Ok(Self { inner, flusher: Mutex::new(flusher) })
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// What open found and repaired.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Append one record; returns `(seq, timestamp_us)`.
+    pub fn append(&self, stream: &str, kind: u8, payload: &[u8]) -> Result<(u64, i64)> {
+        let out = self.append_many(&[NewRecord { stream, kind, payload }])?;
+        out.first().copied().ok_or_else(|| CoreError::InvalidArgument("nothing appended".into()))
+    }
+
+    /// Append records in one write; all or none. Returns `(seq, timestamp_us)` of each.
+    pub fn append_many(&self, records: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>> {
+        self.inner.check_open()?;
+        for r in records {
+            check_stream(r.stream)?;
+            check_kind(r.kind)?;
+            if r.payload.len() > MAX_PAYLOAD {
+                return Err(CoreError::InvalidArgument(format!(
+                    "payload of {} bytes is over the {MAX_PAYLOAD}-byte limit",
+                    r.payload.len()
+                )));
+            }
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let level = self.inner.opts.compression_level;
+        let min = self.inner.opts.compress_min_bytes;
+        let prepared = records
+            .iter()
+            .map(|r| {
+                let s = codec::compress(r.payload, level, min);
+                Prepared {
+                    stream: r.stream.to_owned(),
+                    kind: r.kind,
+                    seq: None,
+                    timestamp_us: None,
+                    flags: s.flags,
+                    raw_len: r.payload.len() as u32,
+                    stored: s.bytes,
+                    tombstone: None,
+                }
+            })
+            .collect();
+        let (assigned, lsn) = {
+            let mut w = lock(&self.inner.writer);
+            self.inner.write_frames(&mut w, prepared)?
+        };
+        self.inner.make_durable(lsn)?;
+        Ok(assigned)
+    }
+
+    /// The newest live record of `kind` in `stream`.
+    pub fn latest(&self, stream: &str, kind: u8) -> Result<Option<Record>> {
+        self.inner.check_open()?;
+        let found = {
+            let idx = read(&self.inner.index);
+            idx.streams.get(stream).and_then(|s| s.latest_of(kind))
+        };
+        found.map(|loc| self.inner.read_loc(stream, loc)).transpose()
+    }
+
+    /// The newest live record of `kind` in each stream; payloads are read and
+    /// decompressed on several threads when there is enough to share.
+    pub fn latest_many(&self, streams: &[String], kind: u8) -> Result<Vec<Option<Record>>> {
+        self.inner.check_open()?;
+        let locs: Vec<Option<Loc>> = {
+            let idx = read(&self.inner.index);
+            streams.iter().map(|s| idx.streams.get(s).and_then(|st| st.latest_of(kind))).collect()
+        };
+        let bytes: u64 = locs.iter().flatten().map(|l| u64::from(l.entry.len)).sum();
+        let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
+        let work: Vec<(usize, Loc)> = locs.iter().enumerate().filter_map(|(i, l)| l.map(|l| (i, l))).collect();
+        let mut out: Vec<Option<Record>> = vec![None; streams.len()];
+        if threads < 2 || work.len() < 2 || bytes < 256 * 1024 {
+            for (i, loc) in work {
+                out[i] = Some(self.inner.read_loc(&streams[i], loc)?);
+            }
+            return Ok(out);
+        }
+        let chunk = work.len().div_ceil(threads);
+        let results: Vec<Result<Vec<(usize, Record)>>> = std::thread::scope(|scope| {
+            let tasks: Vec<_> = work
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter().map(|&(i, loc)| Ok((i, self.inner.read_loc(&streams[i], loc)?))).collect()
+                    })
+                })
+                .collect();
+            tasks
+                .into_iter()
+                .map(|t| t.join().unwrap_or_else(|_| Err(CoreError::InvalidArgument("reader thread panicked".into()))))
+                .collect()
+        });
+        for part in results {
+            for (i, rec) in part? {
+                out[i] = Some(rec);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Where the live records of `stream` with `seq > after_seq` (and a kind in `kinds`)
+    /// are, in seq order. Pass the result to `read_at`.
+    pub fn locate(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Loc>> {
+        self.inner.check_open()?;
+        self.inner.live_locs(stream, after_seq, kinds)
+    }
+
+    /// Read the record at `loc` of `stream`.
+    pub fn read_at(&self, stream: &str, loc: Loc) -> Result<Record> {
+        self.inner.check_open()?;
+        self.inner.read_loc(stream, loc)
+    }
+
+    /// Read the live records of `stream` after `after_seq`, in seq order.
+    pub fn read(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Record>> {
+        self.locate(stream, after_seq, kinds)?.into_iter().map(|loc| self.inner.read_loc(stream, loc)).collect()
+    }
+
+    /// Ids of every stream not deleted, sorted.
+    pub fn streams(&self) -> Result<Vec<String>> {
+        self.inner.check_open()?;
+        let idx = read(&self.inner.index);
+        let mut v: Vec<String> = idx.streams.iter().filter(|(_, s)| !s.is_deleted()).map(|(k, _)| k.clone()).collect();
+        v.sort_unstable();
+        Ok(v)
+    }
+
+    /// The last sequence number assigned in `stream` (0 if none).
+    pub fn last_seq(&self, stream: &str) -> Result<u64> {
+        self.inner.check_open()?;
+        Ok(read(&self.inner.index).streams.get(stream).map_or(0, |s| s.last_seq))
+    }
+
+    /// Delete all but the newest `keep_last` records of `kind`; returns how many.
+    pub fn prune(&self, stream: &str, kind: u8, keep_last: u64) -> Result<u64> {
+        self.inner.check_open()?;
+        check_stream(stream)?;
+        check_kind(kind)?;
+        let mut w = lock(&self.inner.writer);
+        let live = self.inner.live_locs(stream, 0, Some(&[kind]))?;
+        let keep = usize::try_from(keep_last).unwrap_or(usize::MAX);
+        if live.len() <= keep {
+            return Ok(0);
+        }
+        let doomed = live.len() - keep;
+        let upto = live[doomed - 1].entry.seq;
+        let lsn = self.inner.write_tombstone(&mut w, stream, kind, upto)?;
+        drop(w);
+        self.inner.make_durable(lsn)?;
+        Ok(doomed as u64)
+    }
+
+    /// Delete every record of `stream`; returns how many. Seqs are not reused.
+    pub fn delete_stream(&self, stream: &str) -> Result<u64> {
+        self.inner.check_open()?;
+        check_stream(stream)?;
+        let mut w = lock(&self.inner.writer);
+        let live = self.inner.live_locs(stream, 0, None)?;
+        if live.is_empty() {
+            return Ok(0);
+        }
+        let last = read(&self.inner.index).streams.get(stream).map_or(0, |s| s.last_seq);
+        let lsn = self.inner.write_tombstone(&mut w, stream, TOMBSTONE_ALL_KINDS, last)?;
+        drop(w);
+        self.inner.make_durable(lsn)?;
+        Ok(live.len() as u64)
+    }
+
+    /// Copy the live records out of sealed segments that are at least `min_dead_ratio`
+    /// dead, then unlink them. Appends wait while it runs.
+    pub fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
+        self.inner.check_open()?;
+        if !(0.0..=1.0).contains(&min_dead_ratio) {
+            return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
+        }
+        self.inner.compact(min_dead_ratio)
+    }
+
+    /// Scan every segment and index file read-only; report every damaged range.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.inner.check_open()?;
+        self.inner.verify()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Result<Stats> {
+        self.inner.check_open()?;
+        let (active_len, appended) = {
+            let w = lock(&self.inner.writer);
+            (w.pos, w.appended)
+        };
+        let idx = read(&self.inner.index);
+        Ok(Stats {
+            segments: idx.sealed.len() as u64 + 1,
+            bytes: idx.sealed.values().map(|s| s.len).sum::<u64>() + active_len,
+            streams: idx.streams.values().filter(|s| !s.is_deleted()).count() as u64,
+            appended,
+            syncs: lock(&self.inner.sync).syncs,
+        })
+    }
+
+    /// fdatasync everything appended so far, whatever the policy.
+    pub fn flush(&self) -> Result<()> {
+        self.inner.check_open()?;
+        let lsn = lock(&self.inner.writer).lsn;
+        self.inner.sync_to(lsn)
+    }
+
+    /// Flush, stop the flusher thread and release the writer lock. Idempotent.
+    pub fn close(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        {
+            let (m, cv) = &self.inner.stop;
+            *lock(m) = true;
+            cv.notify_all();
+        }
+        if let Some(t) = lock(&self.flusher).take() {
+            let _ = t.join();
+        }
+        let result = {
+            let w = lock(&self.inner.writer);
+            let lsn = w.lsn;
+            drop(w);
+            self.inner.sync_to(lsn)
+        };
+        self.inner.closed.store(true, Ordering::Release);
+        lock(&self.inner.lock).take();
+        result
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Inner {
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(CoreError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn seg_path(&self, base: u64) -> PathBuf {
+        self.dir.join(segment_name(base))
+    }
+
+    /// Frame and write `records` at the end of the active segment in one write, then
+    /// index them. Returns each record's `(seq, timestamp)` and the LSN to sync to.
+    fn write_frames(&self, w: &mut Writer, records: Vec<Prepared>) -> Result<(Vec<(u64, i64)>, u64)> {
+        if let Some(why) = &w.failed {
+            return Err(CoreError::io(
+                self.seg_path(w.base),
+                std::io::Error::other(format!("an earlier fdatasync failed ({why}); reopen the store")),
+            ));
+        }
+        let ts_now = now_us();
+        let mut assigned = Vec::with_capacity(records.len());
+        let mut entries = Vec::with_capacity(records.len());
+        w.buf.clear();
+        {
+            let idx = read(&self.index);
+            let mut next: HashMap<&str, u64> = HashMap::new();
+            for (i, r) in records.iter().enumerate() {
+                let seq = match r.seq {
+                    Some(s) => s,
+                    None => {
+                        let n = next
+                            .entry(r.stream.as_str())
+                            .or_insert_with(|| idx.streams.get(&r.stream).map_or(0, |s| s.last_seq));
+                        if r.kind != KIND_TOMBSTONE {
+                            *n += 1;
+                        }
+                        *n
+                    }
+                };
+                let ts = r.timestamp_us.unwrap_or(ts_now);
+                let header =
+                    Header { offset: w.next_offset + i as u64, seq, timestamp_us: ts, kind: r.kind, flags: r.flags, raw_len: r.raw_len };
+                let pos = w.pos + w.buf.len() as u64;
+                let len = record::encode(&mut w.buf, &header, &r.stream, &r.stored);
+                entries.push(Entry { seq, pos, len: len as u32, kind: r.kind });
+                assigned.push((seq, ts));
+            }
+        }
+        if let Err(e) = w.file.write_all_at(&w.buf, w.pos) {
+            // Cut whatever part of the batch reached the file; the next write would
+            // overwrite it anyway, since `pos` does not move.
+            let _ = w.file.set_len(w.pos);
+            return Err(CoreError::io(self.seg_path(w.base), e));
+        }
+        w.pos += w.buf.len() as u64;
+        w.lsn += w.buf.len() as u64;
+        w.next_offset += records.len() as u64;
+        w.appended += records.len() as u64;
+        {
+            let mut idx = write(&self.index);
+            for (r, e) in records.iter().zip(entries) {
+                match idx.streams.get_mut(&r.stream) {
+                    Some(s) => s.add_active(w.base, e, r.tombstone),
+                    None => idx.streams.entry(r.stream.clone()).or_default().add_active(w.base, e, r.tombstone),
+                }
+            }
+        }
+        let lsn = w.lsn;
+        if w.pos >= self.opts.segment_bytes {
+            // The records are written; a failed roll is retried by the next append.
+            let _ = self.roll(w);
+        }
+        Ok((assigned, lsn))
+    }
+
+    fn write_tombstone(&self, w: &mut Writer, stream: &str, target: u8, upto: u64) -> Result<u64> {
+        let payload = encode_tombstone(target, upto);
+        let t = Prepared {
+            stream: stream.to_owned(),
+            kind: KIND_TOMBSTONE,
+            seq: None,
+            timestamp_us: None,
+            flags: 0,
+            raw_len: payload.len() as u32,
+            stored: payload.to_vec(),
+            tombstone: Some((target, upto)),
+        };
+        Ok(self.write_frames(w, vec![t])?.1)
+    }
+
+    /// Seal the active segment (fdatasync, write its index) and start a new one.
+    fn roll(&self, w: &mut Writer) -> Result<()> {
+        let old_path = self.seg_path(w.base);
+        w.file.sync_data().at(&old_path)?;
+        self.note_synced(w.lsn);
+        let (mut summary, entries) = {
+            let mut idx = write(&self.index);
+            let mut streams = Vec::new();
+            let mut entries = Vec::new();
+            for (name, s) in idx.streams.iter_mut() {
+                if let Some((sum, es)) = s.seal(name, w.base) {
+                    streams.push(sum);
+                    entries.push(es);
+                }
+            }
+            let summary = IndexSummary { base: w.base, segment_len: w.pos, records: w.next_offset - w.base, streams };
+            (summary, entries)
+        };
+        let bytes = encode_index(&mut summary, &entries);
+        // The in-memory index now treats the segment as sealed; the file follows.
+        write(&self.index).add_sealed(summary);
+        self.write_file_atomically(&self.dir.join(index_name(w.base)), &bytes)?;
+        let base = w.next_offset;
+        let file = self.create_segment(base)?;
+        write(&self.index).active_base = base;
+        write(&self.handles).insert(base, Arc::clone(&file));
+        w.file = file;
+        w.base = base;
+        w.pos = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    fn create_segment(&self, base: u64) -> Result<Handle> {
+        create_segment(self.fs.as_ref(), &self.dir, base)
+    }
+
+    fn write_file_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        write_file_atomically(self.fs.as_ref(), &self.dir, path, bytes)
+    }
+
+    fn note_synced(&self, lsn: u64) {
+        let mut s = lock(&self.sync);
+        s.synced = s.synced.max(lsn);
+        s.syncs += 1;
+        self.synced_cv.notify_all();
+    }
+
+    fn make_durable(&self, lsn: u64) -> Result<()> {
+        match self.opts.durability {
+            Durability::Sync => self.sync_to(lsn),
+            Durability::Process | Durability::Group => Ok(()),
+        }
+    }
+
+    /// Return once everything up to `lsn` is fdatasynced. One caller syncs at a time;
+    /// the others wait for it and usually find their bytes covered (group commit).
+    fn sync_to(&self, lsn: u64) -> Result<()> {
+        let mut s = lock(&self.sync);
+        loop {
+            if s.synced >= lsn {
+                return Ok(());
+            }
+            if s.syncing {
+                s = self.synced_cv.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+                continue;
+            }
+            s.syncing = true;
+            drop(s);
+            let (file, target, base) = {
+                let w = lock(&self.writer);
+                (Arc::clone(&w.file), w.lsn, w.base)
+            };
+            let result = file.sync_data();
+            s = lock(&self.sync);
+            s.syncing = false;
+            if result.is_ok() {
+                s.synced = s.synced.max(target);
+                s.syncs += 1;
+            }
+            self.synced_cv.notify_all();
+            if let Err(e) = result {
+                drop(s);
+                lock(&self.writer).failed = Some(e.to_string());
+                return Err(CoreError::io(self.seg_path(base), e));
+            }
+        }
+    }
+
+    fn flush_loop(&self) {
+        let (m, cv) = &self.stop;
+        let mut stopped = lock(m);
+        while !*stopped {
+            stopped = cv.wait_timeout(stopped, self.opts.group_commit).map_or_else(|p| p.into_inner().0, |r| r.0);
+            if *stopped {
+                break;
+            }
+            drop(stopped);
+            let lsn = lock(&self.writer).lsn;
+            // An error is kept in `Writer::failed` and reported by the next append.
+            let _ = self.sync_to(lsn);
+            stopped = lock(m);
+        }
+    }
+
+    fn handle(&self, base: u64) -> Result<Handle> {
+        if let Some(h) = read(&self.handles).get(&base) {
+            return Ok(Arc::clone(h));
+        }
+        let path = self.seg_path(base);
+        let h = self.fs.open(&path, false).at(&path)?;
+        Ok(Arc::clone(write(&self.handles).entry(base).or_insert(h)))
+    }
+
+    fn read_loc(&self, stream: &str, loc: Loc) -> Result<Record> {
+        let path = self.seg_path(loc.seg);
+        let h = self.handle(loc.seg)?;
+        let mut buf = vec![0u8; loc.entry.len as usize];
+        h.read_exact_at(&mut buf, loc.entry.pos).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                CoreError::corrupt(&path, loc.entry.pos, "segment ends inside an indexed record")
+            } else {
+                CoreError::io(&path, e)
+            }
+        })?;
+        let f = record::decode(&buf).map_err(|e| {
+            let why = match e {
+                record::DecodeError::Truncated { .. } => "record cut short".to_string(),
+                record::DecodeError::Invalid(r) => r,
+            };
+            CoreError::corrupt(&path, loc.entry.pos, why)
+        })?;
+        if f.stream != stream || f.header.seq != loc.entry.seq || f.header.kind != loc.entry.kind {
+            return Err(CoreError::corrupt(&path, loc.entry.pos, "index points at a different record"));
+        }
+        let payload = codec::decompress(f.payload, f.header.flags, f.header.raw_len as usize)
+            .map_err(|why| CoreError::corrupt(&path, loc.entry.pos, why))?;
+        Ok(Record { stream: stream.to_owned(), kind: f.header.kind, seq: f.header.seq, timestamp_us: f.header.timestamp_us, payload })
+    }
+
+    /// A sealed segment's entries for `stream`, from its index file. A damaged index
+    /// file is rebuilt from the segment and read again.
+    fn sealed_entries(&self, seg: u64, stream: &str) -> Result<Vec<Entry>> {
+        let Some((at, n, crc)) = ({
+            let idx = read(&self.index);
+            idx.sealed.get(&seg).and_then(|s| s.streams.get(stream)).map(|s| (s.entries_at, s.entries, s.entries_crc))
+        }) else {
+            return Ok(Vec::new());
+        };
+        let path = self.dir.join(index_name(seg));
+        let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
+        let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok() && crc32c::crc32c(&buf) == crc;
+        if ok {
+            return Ok(decode_entries(&buf));
+        }
+        let summary = {
+            let _one_at_a_time = lock(&self.rebuilding);
+            rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption)?.0
+        };
+        let entries = summary
+            .streams
+            .iter()
+            .find(|s| s.stream == stream)
+            .map(|s| (s.entries_at, s.entries))
+            .map_or(Ok(Vec::new()), |(at, n)| {
+                let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
+                self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).at(&path)?;
+                Ok::<_, CoreError>(decode_entries(&buf))
+            })?;
+        let mut idx = write(&self.index);
+        if let Some(s) = idx.sealed.get_mut(&seg) {
+            s.streams = summary.streams.into_iter().map(|s| (s.stream.clone(), s)).collect();
+        }
+        Ok(entries)
+    }
+
+    /// The live records of a stream after `after_seq`, deduplicated by seq (a record
+    /// copied by an interrupted compaction may exist twice: the later copy wins).
+    fn live_locs(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Loc>> {
+        let (segs, mut locs) = {
+            let idx = read(&self.index);
+            let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
+            let segs: Vec<u64> = s
+                .sealed
+                .iter()
+                .copied()
+                .filter(|seg| {
+                    idx.sealed.get(seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| ss.max_entry_seq > after_seq)
+                })
+                .collect();
+            let locs: Vec<Loc> = s.active.iter().map(|&entry| Loc { seg: idx.active_base, entry }).collect();
+            (segs, locs)
+        };
+        for seg in segs {
+            locs.extend(self.sealed_entries(seg, stream)?.into_iter().map(|entry| Loc { seg, entry }));
+        }
+        let idx = read(&self.index);
+        let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
+        locs.retain(|l| {
+            l.entry.seq > after_seq
+                && !s.is_dead(l.entry.kind, l.entry.seq)
+                && kinds.is_none_or(|k| k.contains(&l.entry.kind))
+        });
+        locs.sort_by_key(|l| (l.entry.seq, l.seg, l.entry.pos));
+        let mut out: Vec<Loc> = Vec::with_capacity(locs.len());
+        for l in locs {
+            match out.last_mut() {
+                Some(prev) if prev.entry.seq == l.entry.seq => *prev = l,
+                _ => out.push(l),
+            }
+        }
+        Ok(out)
+    }
+
+    fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
+        let mut w = lock(&self.writer);
+        let bytes_of = |w: &Writer| -> u64 { read(&self.index).sealed.values().map(|s| s.len).sum::<u64>() + w.pos };
+        let bytes_before = bytes_of(&w);
+        // A mostly dead active segment is sealed first, so its space can come back too.
+        let (active_live, active_records) = {
+            let idx = read(&self.index);
+            let mut live = 0u64;
+            let mut n = 0u64;
+            for s in idx.streams.values() {
+                for e in &s.active {
+                    n += 1;
+                    if !s.is_dead(e.kind, e.seq) {
+                        live += u64::from(e.len);
+                    }
+                }
+            }
+            (live, n)
+        };
+        let active_data = w.pos - SEGMENT_HEADER_LEN as u64;
+        if active_records > 0 && dead_ratio(active_live, active_data) >= min_dead_ratio {
+            self.roll(&mut w)?;
+        }
+        let sealed: Vec<(u64, u64)> = read(&self.index).sealed.iter().map(|(b, s)| (*b, s.len)).collect();
+        let mut report = CompactReport { bytes_before, ..CompactReport::default() };
+        for (seg, len) in sealed {
+            let streams: Vec<String> = read(&self.index).sealed.get(&seg).map(|s| s.streams.keys().cloned().collect()).unwrap_or_default();
+            let mut live: Vec<(String, Entry)> = Vec::new();
+            let mut tombstoned: Vec<String> = Vec::new();
+            for stream in &streams {
+                let entries = self.sealed_entries(seg, stream)?;
+                let idx = read(&self.index);
+                let Some(s) = idx.streams.get(stream) else { continue };
+                live.extend(entries.into_iter().filter(|e| !s.is_dead(e.kind, e.seq)).map(|e| (stream.clone(), e)));
+                let has_tombstones = idx.sealed.get(&seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| !ss.tombstones.is_empty());
+                if has_tombstones && !s.tombstones().is_empty() {
+                    tombstoned.push(stream.clone());
+                }
+            }
+            let live_bytes: u64 = live.iter().map(|(_, e)| u64::from(e.len)).sum();
+            if dead_ratio(live_bytes, len.saturating_sub(SEGMENT_HEADER_LEN as u64)) < min_dead_ratio {
+                continue;
+            }
+            // Copy live records (stored bytes as they are, new global offsets) and the
+            // stream's current deletion watermarks, then make them durable.
+            let h = self.handle(seg)?;
+            let path = self.seg_path(seg);
+            let mut copies = Vec::with_capacity(live.len());
+            for (stream, e) in &live {
+                let mut buf = vec![0u8; e.len as usize];
+                h.read_exact_at(&mut buf, e.pos).at(&path)?;
+                let f = record::decode(&buf).map_err(|_| CoreError::corrupt(&path, e.pos, "damaged record met by compaction"))?;
+                copies.push(Prepared {
+                    stream: stream.clone(),
+                    kind: f.header.kind,
+                    seq: Some(f.header.seq),
+                    timestamp_us: Some(f.header.timestamp_us),
+                    flags: f.header.flags,
+                    raw_len: f.header.raw_len,
+                    stored: f.payload.to_vec(),
+                    tombstone: None,
+                });
+            }
+            for stream in &tombstoned {
+                let (last, marks) = {
+                    let idx = read(&self.index);
+                    idx.streams.get(stream).map(|s| (s.last_seq, s.tombstones())).unwrap_or_default()
+                };
+                for (target, upto) in marks {
+                    let payload = encode_tombstone(target, upto);
+                    copies.push(Prepared {
+                        stream: stream.clone(),
+                        kind: KIND_TOMBSTONE,
+                        seq: Some(last),
+                        timestamp_us: None,
+                        flags: 0,
+                        raw_len: payload.len() as u32,
+                        stored: payload.to_vec(),
+                        tombstone: Some((target, upto)),
+                    });
+                }
+            }
+            report.records_copied += live.len() as u64;
+            if !copies.is_empty() {
+                self.write_frames(&mut w, copies)?;
+            }
+            w.file.sync_data().at(&self.seg_path(w.base))?;
+            self.note_synced(w.lsn);
+            {
+                let mut idx = write(&self.index);
+                idx.sealed.remove(&seg);
+                for stream in &streams {
+                    if let Some(s) = idx.streams.get_mut(stream) {
+                        s.drop_sealed(seg);
+                    }
+                }
+            }
+            write(&self.handles).remove(&seg);
+            self.fs.remove(&path).at(&path)?;
+            let idx_path = self.dir.join(index_name(seg));
+            self.fs.remove(&idx_path).at(&idx_path)?;
+            report.segments_removed += 1;
+        }
+        if report.segments_removed > 0 {
+            self.fs.sync_dir(&self.dir).at(&self.dir)?;
+        }
+        report.bytes_after = bytes_of(&w);
+        Ok(report)
+    }
+
+    fn verify(&self) -> Result<VerifyReport> {
+        let (sealed, active_base, active_end) = {
+            let w = lock(&self.writer);
+            let idx = read(&self.index);
+            (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos)
+        };
+        let mut report = VerifyReport::default();
+        for (seg, end) in sealed.iter().map(|&s| (s, None)).chain(std::iter::once((active_base, Some(active_end)))) {
+            let path = self.seg_path(seg);
+            let h = self.handle(seg)?;
+            let mut bytes = read_all(&h, &path)?;
+            if let Some(end) = end {
+                bytes.truncate(end as usize);
+            }
+            report.segments += 1;
+            report.bytes += bytes.len() as u64;
+            if let Err(e) = decode_segment_header(&bytes) {
+                report.damaged.push(Damage { path: path.clone(), offset: 0, length: SEGMENT_HEADER_LEN as u64, reason: format!("{e:?}") });
+                continue;
+            }
+            let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
+            report.records += records.len() as u64;
+            report.damaged.extend(damaged);
+            if let Some(t) = tail {
+                report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+            }
+            if end.is_none() {
+                if let Err(d) = check_index_file(self.fs.as_ref(), &self.dir, seg, bytes.len() as u64) {
+                    report.damaged.push(d);
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn dead_ratio(live: u64, total: u64) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        1.0 - (live as f64 / total as f64)
+    }
+}
+
+fn create_segment(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<Handle> {
+    let path = dir.join(segment_name(base));
+    let tmp = dir.join(format!("{}.tmp", segment_name(base)));
+    let _ = fs.remove(&tmp);
+    let h = fs.create(&tmp).at(&tmp)?;
+    h.write_all_at(&encode_segment_header(base, now_us()), 0).at(&tmp)?;
+    h.sync_data().at(&tmp)?;
+    fs.rename(&tmp, &path).at(&path)?;
+    fs.sync_dir(dir).at(dir)?;
+    Ok(h)
+}
+
+fn write_file_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs.remove(&tmp);
+    let h = fs.create(&tmp).at(&tmp)?;
+    h.write_all_at(bytes, 0).at(&tmp)?;
+    h.sync_data().at(&tmp)?;
+    fs.rename(&tmp, path).at(path)?;
+    fs.sync_dir(dir).at(dir)
+}
+
+/// Check an index file against its segment; `Err` describes the damage.
+fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> std::result::Result<(), Damage> {
+    let path = dir.join(index_name(seg));
+    let damage = |offset: u64, reason: String| Damage { path: path.clone(), offset, length: 0, reason };
+    let bytes = fs.open(&path, false).and_then(|h| read_all_io(&h)).map_err(|e| damage(0, format!("cannot read: {e}")))?;
+    let summary = parse_index(&bytes, seg).map_err(|(off, why)| damage(off, why))?;
+    if summary.segment_len != seg_len {
+        return Err(damage(24, format!("index says the segment is {} bytes, it is {seg_len}", summary.segment_len)));
+    }
+    for s in &summary.streams {
+        let at = s.entries_at as usize;
+        let end = at + s.entries as usize * INDEX_ENTRY_LEN;
+        match bytes.get(at..end) {
+            Some(block) if crc32c::crc32c(block) == s.entries_crc => {}
+            _ => return Err(damage(s.entries_at, format!("entries of stream {:?} are damaged", s.stream))),
+        }
+    }
+    Ok(())
+}
+
+fn read_all_io(h: &Handle) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; usize::try_from(h.len()?).map_err(std::io::Error::other)?];
+    h.read_exact_at(&mut buf, 0)?;
+    Ok(buf)
+}
+
+/// Parse an index file's header and summary; `Err((offset, reason))` when damaged.
+fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64, String)> {
+    let (base, seg_len, records, sum_len, sum_crc) = decode_index_header(bytes).map_err(|e| (0, format!("{e:?}")))?;
+    if base != seg {
+        return Err((16, format!("index is for segment {base}, not {seg}")));
+    }
+    let end = usize::try_from(sum_len).ok().and_then(|l| INDEX_HEADER_LEN.checked_add(l)).ok_or((40, "bad summary length".to_string()))?;
+    let sum = bytes.get(INDEX_HEADER_LEN..end).ok_or((40, "summary cut short".to_string()))?;
+    if crc32c::crc32c(sum) != sum_crc {
+        return Err((INDEX_HEADER_LEN as u64, "summary checksum mismatch".into()));
+    }
+    decode_summary(base, seg_len, records, sum).ok_or((INDEX_HEADER_LEN as u64, "summary does not parse".into()))
+}
+
+/// Scan a sealed segment and write its index file anew. Returns the summary and the
+/// damage skipped (only in tolerant mode; otherwise damage is an error).
+fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) -> Result<(IndexSummary, Vec<Damage>)> {
+    let path = dir.join(segment_name(seg));
+    let h = fs.open(&path, false).at(&path)?;
+    let bytes = read_all(&h, &path)?;
+    decode_segment_header(&bytes).map_err(|e| header_error(&path, e))?;
+    let Scan { records, mut damaged, tail } = scan(&bytes, &path, seg);
+    if let Some(t) = tail {
+        damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+    }
+    if let (Some(d), RecoveryMode::TolerateTailCorruption) = (damaged.first(), mode) {
+        return Err(CoreError::corrupt(&d.path, d.offset, format!("sealed segment: {}", d.reason)));
+    }
+    let mut streams: HashMap<String, StreamIdx> = HashMap::new();
+    for r in &records {
+        let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };
+        streams.entry(r.stream.clone()).or_default().add_active(seg, e, r.tombstone);
+    }
+    let mut summary = IndexSummary { base: seg, segment_len: bytes.len() as u64, records: records.len() as u64, streams: Vec::new() };
+    let mut all_entries = Vec::new();
+    let mut names: Vec<&String> = streams.keys().collect();
+    names.sort_unstable();
+    let names: Vec<String> = names.into_iter().cloned().collect();
+    for name in names {
+        if let Some((sum, es)) = streams.get_mut(&name).and_then(|s| s.seal(&name, seg)) {
+            summary.streams.push(sum);
+            all_entries.push(es);
+        }
+    }
+    let out = encode_index(&mut summary, &all_entries);
+    write_file_atomically(fs, dir, &dir.join(index_name(seg)), &out)?;
+    Ok((summary, damaged))
+}
+
+/// Open-time recovery: read the sealed indexes, scan the active segment, repair its tail.
+struct Recovery<'a> {
+    dir: &'a Path,
+    fs: &'a dyn FileSystem,
+    opts: &'a Options,
+}
+
+type Recovered = (Writer, Index, HashMap<u64, Handle>, OpenReport);
+
+impl Recovery<'_> {
+    fn run(&self) -> Result<Recovered> {
+        let mut report = OpenReport::default();
+        let names = self.fs.list(self.dir).at(self.dir)?;
+        for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+            let _ = self.fs.remove(&self.dir.join(n));
+        }
+        let mut segs: Vec<u64> = names.iter().filter_map(|n| parse_name(n, SEGMENT_SUFFIX)).collect();
+        segs.sort_unstable();
+        let has_index: std::collections::HashSet<u64> = names.iter().filter_map(|n| parse_name(n, INDEX_SUFFIX)).collect();
+        let mut index = Index::default();
+        let mut handles = HashMap::new();
+        let tolerant = self.opts.recovery == RecoveryMode::TolerateAnyCorruption;
+        let Some((&active, sealed)) = segs.split_last() else {
+            let file = create_segment(self.fs, self.dir, 0)?;
+            handles.insert(0, Arc::clone(&file));
+            report.segments = 1;
+            let w = Writer { file, base: 0, pos: SEGMENT_HEADER_LEN as u64, next_offset: 0, lsn: 0, appended: 0, buf: Vec::new(), failed: None };
+            return Ok((w, index, handles, report));
+        };
+        let mut next_offset = 0;
+        for &seg in sealed {
+            let summary = self.open_sealed(seg, has_index.contains(&seg), tolerant, &mut report)?;
+            next_offset = next_offset.max(seg + summary.records);
+            report.records += summary.records;
+            index.add_sealed(summary);
+        }
+        let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
+        index.active_base = active;
+        report.records += records;
+        if has_index.contains(&active) {
+            // Left by a roll that crashed before the next segment existed: stale once we append.
+            let _ = self.fs.remove(&self.dir.join(index_name(active)));
+        }
+        handles.insert(active, Arc::clone(&writer.file));
+        report.segments = segs.len() as u64;
+        Ok((writer, index, handles, report))
+    }
+
+    /// Check a sealed segment's header and length against its index (reading only
+    /// the header and the index summary); rebuild the index when it is missing or damaged.
+    fn open_sealed(&self, seg: u64, has_index: bool, tolerant: bool, report: &mut OpenReport) -> Result<IndexSummary> {
+        let path = self.dir.join(segment_name(seg));
+        let h = self.fs.open(&path, false).at(&path)?;
+        let len = h.len().at(&path)?;
+        let mut head = [0u8; SEGMENT_HEADER_LEN];
+        let head_ok = h.read_exact_at(&mut head, 0).is_ok();
+        match decode_segment_header(&head) {
+            Err(HeaderError::Version(found)) => {
+                return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION });
+            }
+            Ok(base) if head_ok && base == seg => {}
+            Ok(base) if head_ok => {
+                let why = format!("header says base offset {base}, file name says {seg}");
+                return self.sealed_damage(seg, tolerant, report, CoreError::corrupt(&path, 16, why));
+            }
+            _ => return self.sealed_damage(seg, tolerant, report, CoreError::corrupt(&path, 0, "bad segment header")),
+        }
+        let idx_path = self.dir.join(index_name(seg));
+        let parsed = if has_index {
+            self.fs.open(&idx_path, false).ok().and_then(|ih| {
+                let mut hb = [0u8; INDEX_HEADER_LEN];
+                ih.read_exact_at(&mut hb, 0).ok()?;
+                let (_, _, _, sum_len, _) = decode_index_header(&hb).ok()?;
+                let mut all = vec![0u8; INDEX_HEADER_LEN + usize::try_from(sum_len).ok().filter(|&l| l <= 1 << 30)?];
+                ih.read_exact_at(&mut all, 0).ok()?;
+                parse_index(&all, seg).ok()
+            })
+        } else {
+            None
+        };
+        match parsed {
+            Some(s) if s.segment_len == len => Ok(s),
+            Some(s) => {
+                let why = format!("sealed segment is {len} bytes, its index says {}", s.segment_len);
+                self.sealed_damage(seg, tolerant, report, CoreError::corrupt(&path, len.min(s.segment_len), why))
+            }
+            None => {
+                let mode = if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
+                let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, mode)?;
+                report.rebuilt_indexes.push(idx_path);
+                report.damaged.extend(damaged);
+                Ok(summary)
+            }
+        }
+    }
+
+    /// Damage found in a sealed segment: an error, or in tolerant mode a rescan that
+    /// keeps every valid record and reports the rest.
+    fn sealed_damage(&self, seg: u64, tolerant: bool, report: &mut OpenReport, err: CoreError) -> Result<IndexSummary> {
+        if !tolerant {
+            return Err(err);
+        }
+        if let CoreError::Corrupt { path, offset, reason } = &err {
+            report.damaged.push(Damage { path: path.clone(), offset: *offset, length: 0, reason: reason.clone() });
+        }
+        let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, RecoveryMode::TolerateAnyCorruption)?;
+        report.rebuilt_indexes.push(self.dir.join(index_name(seg)));
+        report.damaged.extend(damaged);
+        Ok(summary)
+    }
+
+    fn open_active(&self, seg: u64, min_offset: u64, tolerant: bool, index: &mut Index, report: &mut OpenReport) -> Result<(Writer, u64)> {
+        let path = self.dir.join(segment_name(seg));
+        let file = self.fs.open(&path, true).at(&path)?;
+        let mut bytes = read_all(&file, &path)?;
+        if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
+            // Created but never fully written: start it again.
+            report.truncated_bytes += bytes.len() as u64;
+            file.set_len(0).at(&path)?;
+            file.write_all_at(&encode_segment_header(seg, now_us()), 0).at(&path)?;
+            file.sync_data().at(&path)?;
+            bytes = encode_segment_header(seg, now_us()).to_vec();
+        }
+        match decode_segment_header(&bytes) {
+            Ok(base) if base == seg => {}
+            Ok(base) => return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}"))),
+            Err(e) => return Err(header_error(&path, e)),
+        }
+        let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
+        if let Some(d) = damaged.first() {
+            if !tolerant {
+                return Err(CoreError::corrupt(&path, d.offset, format!("{} (valid records follow, so this is not a torn tail)", d.reason)));
+            }
+        }
+        report.damaged.extend(damaged);
+        let mut end = bytes.len() as u64;
+        if let Some(t) = tail {
+            file.set_len(t.offset).at(&path)?;
+            report.truncated_bytes += t.bytes;
+            report.dropped_records += t.records;
+            report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+            end = t.offset;
+        }
+        // What was recovered is made durable before anything is appended after it.
+        file.sync_data().at(&path)?;
+        let mut next_offset = min_offset.max(seg);
+        for r in &records {
+            let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };
+            index.streams.entry(r.stream.clone()).or_default().add_active(seg, e, r.tombstone);
+            next_offset = next_offset.max(r.header.offset + 1);
+        }
+        let w = Writer { file, base: seg, pos: end, next_offset, lsn: 0, appended: 0, buf: Vec::new(), failed: None };
+        Ok((w, records.len() as u64))
+    }
+}

@@ -1,0 +1,234 @@
+//! The PyO3 binding: `pyactors._core`. Arguments are copied into owned Rust values,
+//! then every piece of file I/O, compression and decompression runs inside
+//! `py.detach` with the GIL released.
+
+mod errors;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use crate::error::CoreError;
+use crate::index::Loc;
+use crate::log::{Durability, Log, NewRecord, Options, Record, RecoveryMode};
+use crate::scan::Damage;
+
+type RawRecord<'py> = (String, u8, u64, i64, Bound<'py, PyBytes>);
+
+fn to_py<'py>(py: Python<'py>, r: Record) -> RawRecord<'py> {
+    (r.stream, r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))
+}
+
+fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
+    let items: Vec<(String, u64, u64, String)> =
+        list.iter().map(|d| (d.path.display().to_string(), d.offset, d.length, d.reason.clone())).collect();
+    Ok(PyList::new(py, items)?.unbind())
+}
+
+/// Checked conversion of a Python int to a record kind.
+fn kind(k: i64) -> PyResult<u8> {
+    u8::try_from(k).map_err(|_| CoreError::InvalidArgument(format!("record kind must be 1 to 255, got {k}")).into())
+}
+
+/// An open segment log (see `pyactors.store.SegmentStore`, the public API).
+#[pyclass(name = "SegmentLog", module = "pyactors._core", frozen)]
+struct PySegmentLog {
+    log: Arc<Log>,
+    path: String,
+}
+
+#[pymethods]
+impl PySegmentLog {
+    #[new]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=64<<20, compression_level=3, compress_min_bytes=64, tolerant=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        path: String,
+        durability: &str,
+        group_commit_ms: f64,
+        segment_bytes: u64,
+        compression_level: i32,
+        compress_min_bytes: usize,
+        tolerant: bool,
+    ) -> PyResult<Self> {
+        if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
+            return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
+        }
+        let opts = Options {
+            durability: Durability::parse(durability)?,
+            group_commit: Duration::from_secs_f64(group_commit_ms / 1000.0),
+            segment_bytes,
+            compression_level,
+            compress_min_bytes,
+            recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
+        };
+        let log = py.detach(|| Log::open(&path, opts))?;
+        Ok(Self { log: Arc::new(log), path })
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    #[getter]
+    fn durability(&self) -> &'static str {
+        self.log.options().durability.name()
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.log.is_closed()
+    }
+
+    fn open_report<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.log.open_report();
+        let d = PyDict::new(py);
+        d.set_item("segments", r.segments)?;
+        d.set_item("records", r.records)?;
+        d.set_item("truncated_bytes", r.truncated_bytes)?;
+        d.set_item("dropped_records", r.dropped_records)?;
+        d.set_item("damaged", damages(py, &r.damaged)?)?;
+        let rebuilt: Vec<String> = r.rebuilt_indexes.iter().map(|p| p.display().to_string()).collect();
+        d.set_item("rebuilt_indexes", rebuilt)?;
+        d.set_item("elapsed_us", r.elapsed.as_micros() as u64)?;
+        Ok(d)
+    }
+
+    fn append(&self, py: Python<'_>, stream: &str, kind: i64, payload: PyBackedBytes) -> PyResult<(u64, i64)> {
+        let kind = self::kind(kind)?;
+        Ok(py.detach(|| self.log.append(stream, kind, &payload))?)
+    }
+
+    fn append_many(&self, py: Python<'_>, records: Vec<(String, i64, PyBackedBytes)>) -> PyResult<Vec<u64>> {
+        let kinds = records.iter().map(|r| kind(r.1)).collect::<PyResult<Vec<u8>>>()?;
+        let batch: Vec<NewRecord<'_>> = records
+            .iter()
+            .zip(&kinds)
+            .map(|((stream, _, payload), &kind)| NewRecord { stream, kind, payload })
+            .collect();
+        let out = py.detach(|| self.log.append_many(&batch))?;
+        Ok(out.into_iter().map(|(seq, _)| seq).collect())
+    }
+
+    fn latest<'py>(&self, py: Python<'py>, stream: &str, kind: i64) -> PyResult<Option<RawRecord<'py>>> {
+        let kind = self::kind(kind)?;
+        let r = py.detach(|| self.log.latest(stream, kind))?;
+        Ok(r.map(|r| to_py(py, r)))
+    }
+
+    fn latest_many<'py>(&self, py: Python<'py>, streams: Vec<String>, kind: i64) -> PyResult<Vec<Option<RawRecord<'py>>>> {
+        let kind = self::kind(kind)?;
+        let out = py.detach(|| self.log.latest_many(&streams, kind))?;
+        Ok(out.into_iter().map(|r| r.map(|r| to_py(py, r))).collect())
+    }
+
+    #[pyo3(signature = (stream, after_seq=0, kinds=None))]
+    fn read(&self, py: Python<'_>, stream: String, after_seq: u64, kinds: Option<Vec<i64>>) -> PyResult<PyRecordIter> {
+        let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
+        let locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
+        Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, next: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    fn streams(&self) -> PyResult<Vec<String>> {
+        Ok(self.log.streams()?)
+    }
+
+    fn last_seq(&self, stream: &str) -> PyResult<u64> {
+        Ok(self.log.last_seq(stream)?)
+    }
+
+    fn prune(&self, py: Python<'_>, stream: &str, kind: i64, keep_last: u64) -> PyResult<u64> {
+        let kind = self::kind(kind)?;
+        Ok(py.detach(|| self.log.prune(stream, kind, keep_last))?)
+    }
+
+    fn delete_stream(&self, py: Python<'_>, stream: &str) -> PyResult<u64> {
+        Ok(py.detach(|| self.log.delete_stream(stream))?)
+    }
+
+    #[pyo3(signature = (min_dead_ratio=0.5))]
+    fn compact<'py>(&self, py: Python<'py>, min_dead_ratio: f64) -> PyResult<Bound<'py, PyDict>> {
+        let r = py.detach(|| self.log.compact(min_dead_ratio))?;
+        let d = PyDict::new(py);
+        d.set_item("segments_removed", r.segments_removed)?;
+        d.set_item("records_copied", r.records_copied)?;
+        d.set_item("bytes_before", r.bytes_before)?;
+        d.set_item("bytes_after", r.bytes_after)?;
+        Ok(d)
+    }
+
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = py.detach(|| self.log.verify())?;
+        let d = PyDict::new(py);
+        d.set_item("segments", r.segments)?;
+        d.set_item("records", r.records)?;
+        d.set_item("bytes", r.bytes)?;
+        d.set_item("damaged", damages(py, &r.damaged)?)?;
+        Ok(d)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.log.stats()?;
+        let d = PyDict::new(py);
+        d.set_item("segments", s.segments)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("streams", s.streams)?;
+        d.set_item("appended", s.appended)?;
+        d.set_item("syncs", s.syncs)?;
+        Ok(d)
+    }
+
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.log.flush())?)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        Ok(py.detach(|| self.log.close())?)
+    }
+}
+
+/// Iterator over records located by `SegmentLog.read`; reads each one lazily.
+#[pyclass(name = "RecordIter", module = "pyactors._core", frozen)]
+struct PyRecordIter {
+    log: Arc<Log>,
+    stream: String,
+    locs: Vec<Loc>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+#[pymethods]
+impl PyRecordIter {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<RawRecord<'py>>> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Some(&loc) = self.locs.get(i) else { return Ok(None) };
+        let r = py.detach(|| self.log.read_at(&self.stream, loc))?;
+        Ok(Some(to_py(py, r)))
+    }
+}
+
+/// The native core of pyactors (private: use `pyactors.store`).
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    use crate::format as f;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("FORMAT_VERSION", f::FORMAT_VERSION)?;
+    m.add("SEGMENT_MAGIC", PyBytes::new(m.py(), f::SEGMENT_MAGIC))?;
+    m.add("INDEX_MAGIC", PyBytes::new(m.py(), f::INDEX_MAGIC))?;
+    m.add("SEGMENT_HEADER_LEN", f::SEGMENT_HEADER_LEN)?;
+    m.add("RECORD_HEADER_LEN", f::RECORD_HEADER_LEN)?;
+    m.add("MAX_STREAM_LEN", f::MAX_STREAM_LEN)?;
+    m.add("FLAG_ZSTD", f::FLAG_ZSTD)?;
+    m.add("KIND_TOMBSTONE", f::KIND_TOMBSTONE)?;
+    m.add_class::<PySegmentLog>()?;
+    m.add_class::<PyRecordIter>()?;
+    Ok(())
+}

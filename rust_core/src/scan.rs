@@ -1,0 +1,216 @@
+//! Scanning a segment's bytes: every valid record, every damaged range, and the torn tail.
+//! Used by open (the active segment), by index rebuilds and by `verify`.
+
+use std::path::{Path, PathBuf};
+
+use crate::format::{decode_tombstone, KIND_TOMBSTONE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::record::{announced_len, decode, offset_field, DecodeError, Header};
+
+/// A damaged byte range in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The file.
+    pub path: PathBuf,
+    /// First damaged byte.
+    pub offset: u64,
+    /// Bytes skipped or cut.
+    pub length: u64,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// A valid record found by a scan.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// Position of the frame in the file.
+    pub pos: u64,
+    /// Frame length.
+    pub len: u32,
+    /// The stream id.
+    pub stream: String,
+    /// Header fields.
+    pub header: Header,
+    /// For tombstones, `(target kind, upto seq)`.
+    pub tombstone: Option<(u8, u64)>,
+}
+
+/// The torn end of a segment: from `offset` to the end of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tail {
+    /// Where the valid data ends.
+    pub offset: u64,
+    /// Bytes after it.
+    pub bytes: u64,
+    /// Records (whole or partial) those bytes held, at least 1.
+    pub records: u64,
+    /// Why the first of them is invalid.
+    pub reason: String,
+}
+
+/// What a scan found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Valid records, in file order.
+    pub records: Vec<Found>,
+    /// Damaged ranges followed by valid records (damage, not a torn tail).
+    pub damaged: Vec<Damage>,
+    /// A torn or corrupt tail with no valid record after it.
+    pub tail: Option<Tail>,
+}
+
+const MIN_FRAME: u64 = RECORD_HEADER_LEN as u64 + 1;
+
+fn reason(e: &DecodeError) -> String {
+    match e {
+        DecodeError::Truncated { .. } => "record cut short (torn write)".into(),
+        DecodeError::Invalid(r) => r.clone(),
+    }
+}
+
+/// Scan the records of a segment whose header says `base`. `bytes` is the whole file.
+pub fn scan(bytes: &[u8], path: &Path, base: u64) -> Scan {
+    let mut out = Scan::default();
+    let end = bytes.len() as u64;
+    let mut pos = SEGMENT_HEADER_LEN as u64;
+    let mut expected = base;
+    while pos < end {
+        let here = &bytes[pos as usize..];
+        let why = match decode(here) {
+            Ok(f) if f.header.offset == expected => {
+                let tombstone = if f.header.kind == KIND_TOMBSTONE { decode_tombstone(f.payload) } else { None };
+                if f.header.kind != KIND_TOMBSTONE || tombstone.is_some() {
+                    out.records.push(Found {
+                        pos,
+                        len: f.len as u32,
+                        stream: f.stream.to_owned(),
+                        header: f.header,
+                        tombstone,
+                    });
+                    pos += f.len as u64;
+                    expected += 1;
+                    continue;
+                }
+                "malformed tombstone".to_string()
+            }
+            Ok(f) => format!("record offset {} where {expected} was expected", f.header.offset),
+            Err(e) => reason(&e),
+        };
+        match resync(bytes, pos, expected) {
+            Some((next, offset)) => {
+                out.damaged.push(Damage { path: path.to_owned(), offset: pos, length: next - pos, reason: why });
+                pos = next;
+                expected = offset;
+            }
+            None => {
+                out.tail = Some(Tail { offset: pos, bytes: end - pos, records: count_frames(bytes, pos), reason: why });
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// The position and global offset of the next valid record after damage at `from`. A candidate
+/// must carry a plausible global offset before its CRC is computed, which keeps the
+/// byte-by-byte search cheap.
+fn resync(bytes: &[u8], from: u64, expected: u64) -> Option<(u64, u64)> {
+    let end = bytes.len() as u64;
+    let mut q = from + 1;
+    while q + MIN_FRAME <= end {
+        let cand = &bytes[q as usize..];
+        let max_offset = expected + (q - from) / MIN_FRAME + 1;
+        let offset = offset_field(cand).unwrap_or(0);
+        let plausible = (expected..=max_offset).contains(&offset)
+            && announced_len(cand).is_some_and(|l| q + l as u64 <= end);
+        if plausible && decode(cand).is_ok() {
+            return Some((q, offset));
+        }
+        q += 1;
+    }
+    None
+}
+
+/// How many frames the bytes from `pos` seem to hold, following their length fields.
+fn count_frames(bytes: &[u8], mut pos: u64) -> u64 {
+    let end = bytes.len() as u64;
+    let mut n = 0;
+    while pos < end {
+        n += 1;
+        match announced_len(&bytes[pos as usize..]) {
+            Some(l) => pos += l as u64,
+            None => break,
+        }
+    }
+    n.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode_segment_header;
+    use crate::record::encode;
+
+    fn segment(n: u64) -> (Vec<u8>, Vec<u64>) {
+        let mut b = encode_segment_header(100, 0).to_vec();
+        let mut starts = Vec::new();
+        for i in 0..n {
+            starts.push(b.len() as u64);
+            let payload = vec![i as u8; 50];
+            let h = Header { offset: 100 + i, seq: i + 1, timestamp_us: 1, kind: 2, flags: 0, raw_len: 50 };
+            encode(&mut b, &h, "s", &payload);
+        }
+        (b, starts)
+    }
+
+    #[test]
+    fn clean_segment_has_no_damage() {
+        let (b, _) = segment(5);
+        let s = scan(&b, Path::new("x"), 100);
+        assert_eq!(s.records.len(), 5);
+        assert!(s.damaged.is_empty() && s.tail.is_none());
+    }
+
+    #[test]
+    fn cut_at_every_offset_of_the_last_record_is_a_tail() {
+        let (b, starts) = segment(3);
+        let last = starts[2] as usize;
+        for cut in last + 1..b.len() {
+            let s = scan(&b[..cut], Path::new("x"), 100);
+            assert_eq!(s.records.len(), 2, "cut {cut}");
+            let tail = s.tail.expect("tail");
+            assert_eq!((tail.offset, tail.bytes, tail.records), (last as u64, (cut - last) as u64, 1));
+            assert!(s.damaged.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_before_valid_records_is_damage_not_tail() {
+        let (mut b, starts) = segment(4);
+        b[starts[1] as usize + 45] ^= 0xff;
+        let s = scan(&b, Path::new("x"), 100);
+        assert_eq!(s.records.len(), 3);
+        assert!(s.tail.is_none());
+        assert_eq!(s.damaged.len(), 1);
+        assert_eq!(s.damaged[0].offset, starts[1]);
+        assert_eq!(s.damaged[0].length, starts[2] - starts[1]);
+    }
+
+    #[test]
+    fn a_flipped_length_field_still_resyncs() {
+        let (mut b, starts) = segment(4);
+        b[starts[1] as usize + 5] ^= 0x7f;
+        let s = scan(&b, Path::new("x"), 100);
+        assert_eq!(s.records.len(), 3);
+        assert_eq!(s.damaged.len(), 1);
+        assert_eq!(s.damaged[0].offset, starts[1]);
+    }
+
+    #[test]
+    fn a_record_with_the_wrong_offset_is_damage() {
+        let (b, _) = segment(2);
+        let s = scan(&b, Path::new("x"), 99);
+        assert_eq!(s.records.len(), 1);
+        assert_eq!(s.damaged.len(), 1);
+        assert_eq!(s.damaged[0].offset, SEGMENT_HEADER_LEN as u64);
+    }
+}
