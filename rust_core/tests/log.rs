@@ -1,0 +1,394 @@
+//! Integration tests of the segment log through its public API, on real files.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use pyactors_core::format::{segment_name, SEGMENT_HEADER_LEN};
+use pyactors_core::fs::{FileHandle, FileSystem, Handle, LockGuard, StdFs};
+use pyactors_core::{CoreError, Durability, Log, NewRecord, Options, RecoveryMode};
+
+fn small() -> Options {
+    Options { segment_bytes: 4096, ..Options::default() }
+}
+
+fn tmp(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(name).tempdir().expect("tempdir")
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("message number {i} with some repeated text text text text text text").into_bytes()
+}
+
+fn fill(log: &Log, stream: &str, n: u64) {
+    for i in 0..n {
+        log.append(stream, 2, &payload(i)).expect("append");
+    }
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    v.sort();
+    v
+}
+
+fn disk_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").metadata().expect("meta").len()).sum()
+}
+
+#[test]
+fn segments_roll_and_everything_reads_back_after_reopen() {
+    let d = tmp("roll");
+    {
+        let log = Log::open(d.path(), small()).expect("open");
+        fill(&log, "a", 300);
+        fill(&log, "b", 50);
+    }
+    assert!(segments(d.path()).len() > 3, "small segments roll");
+    let log = Log::open(d.path(), small()).expect("reopen");
+    let a = log.read("a", 0, None).expect("read");
+    assert_eq!(a.len(), 300);
+    for (i, r) in a.iter().enumerate() {
+        assert_eq!(r.seq, i as u64 + 1);
+        assert_eq!(r.payload, payload(i as u64));
+    }
+    assert_eq!(log.read("a", 290, None).expect("read").len(), 10);
+    assert_eq!(log.last_seq("b").expect("seq"), 50);
+    assert_eq!(log.append("a", 2, b"next").expect("append").0, 301);
+    assert!(log.verify().expect("verify").damaged.is_empty());
+}
+
+#[test]
+fn latest_follows_the_newest_record_of_each_kind_across_segments() {
+    let d = tmp("latest");
+    let log = Log::open(d.path(), small()).expect("open");
+    for i in 0..100u64 {
+        log.append("s", 2, &payload(i)).expect("msg");
+        if i % 10 == 0 {
+            log.append("s", 1, format!("snap {i}").as_bytes()).expect("snap");
+        }
+    }
+    drop(log);
+    let log = Log::open(d.path(), small()).expect("reopen");
+    let snap = log.latest("s", 1).expect("latest").expect("some");
+    assert_eq!(snap.payload, b"snap 90");
+    assert_eq!(log.latest("s", 3).expect("latest"), None);
+    assert_eq!(log.latest("nope", 1).expect("latest"), None);
+}
+
+/// A file system that counts the bytes read from segment files.
+struct CountingFs {
+    seg_bytes_read: Arc<AtomicU64>,
+}
+
+struct CountingHandle {
+    inner: Handle,
+    count: Option<Arc<AtomicU64>>,
+}
+
+impl FileHandle for CountingHandle {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let n = self.inner.read_at(buf, offset)?;
+        if let Some(c) = &self.count {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn len(&self) -> io::Result<u64> {
+        self.inner.len()
+    }
+}
+
+impl CountingFs {
+    fn wrap(&self, path: &Path, h: Handle) -> Handle {
+        let is_seg = path.extension().is_some_and(|e| e == "seg");
+        Arc::new(CountingHandle { inner: h, count: is_seg.then(|| Arc::clone(&self.seg_bytes_read)) })
+    }
+}
+
+impl FileSystem for CountingFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdFs.list(dir)
+    }
+    fn create(&self, path: &Path) -> io::Result<Handle> {
+        Ok(self.wrap(path, StdFs.create(path)?))
+    }
+    fn open(&self, path: &Path, write: bool) -> io::Result<Handle> {
+        Ok(self.wrap(path, StdFs.open(path, write)?))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        StdFs.lock(path)
+    }
+}
+
+#[test]
+fn open_reads_only_sealed_headers_and_the_active_segment() {
+    let d = tmp("openscan");
+    {
+        let log = Log::open(d.path(), small()).expect("open");
+        fill(&log, "a", 400);
+    }
+    let segs = segments(d.path());
+    let active_len = std::fs::metadata(segs.last().expect("active")).expect("meta").len();
+    let counter = Arc::new(AtomicU64::new(0));
+    let fs = Arc::new(CountingFs { seg_bytes_read: Arc::clone(&counter) });
+    let log = Log::open_with(d.path(), small(), fs).expect("open");
+    let read = counter.load(Ordering::Relaxed);
+    let sealed_headers = (segs.len() as u64 - 1) * SEGMENT_HEADER_LEN as u64;
+    assert_eq!(read, sealed_headers + active_len, "open must not read sealed segment data");
+    // latest() and a read of the last 3 records read only those records.
+    counter.store(0, Ordering::Relaxed);
+    let recs = log.read("a", 397, None).expect("read");
+    assert_eq!(recs.len(), 3);
+    let wanted: u64 = recs.iter().map(|r| 40 + 1 + r.payload.len() as u64).sum();
+    assert!(counter.load(Ordering::Relaxed) <= wanted, "read only what it returns");
+}
+
+#[test]
+fn a_damaged_sealed_record_is_not_read_at_open_but_found_by_verify_and_read() {
+    let d = tmp("sealeddamage");
+    {
+        let log = Log::open(d.path(), small()).expect("open");
+        fill(&log, "a", 200);
+    }
+    let first = &segments(d.path())[0];
+    let mut bytes = std::fs::read(first).expect("read");
+    let at = SEGMENT_HEADER_LEN + 60;
+    bytes[at] ^= 0xff;
+    std::fs::write(first, &bytes).expect("write");
+    let log = Log::open(d.path(), small()).expect("open does not scan sealed data");
+    let report = log.verify().expect("verify");
+    assert_eq!(report.damaged.len(), 1);
+    assert_eq!(&report.damaged[0].path, first);
+    assert_eq!(report.damaged[0].offset, SEGMENT_HEADER_LEN as u64);
+    match log.read("a", 0, None) {
+        Err(CoreError::Corrupt { path, offset, .. }) => {
+            assert_eq!(&path, first);
+            assert_eq!(offset, SEGMENT_HEADER_LEN as u64);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[test]
+fn torn_tail_is_truncated_and_reported_at_every_cut() {
+    let d = tmp("torn");
+    let seg = d.path().join(segment_name(0));
+    let last_start = {
+        let log = Log::open(d.path(), Options::default()).expect("open");
+        fill(&log, "a", 4);
+        let before_last = std::fs::metadata(&seg).expect("meta").len() as usize;
+        log.append("a", 2, &payload(4)).expect("append");
+        before_last
+    };
+    let full = std::fs::read(&seg).expect("read");
+    for cut in (last_start + 1..full.len()).step_by(7) {
+        std::fs::write(&seg, &full[..cut]).expect("write");
+        let log = Log::open(d.path(), Options::default()).expect("reopen");
+        let r = log.open_report();
+        assert_eq!(r.truncated_bytes, (cut - last_start) as u64);
+        assert_eq!(r.dropped_records, 1);
+        assert_eq!(log.read("a", 0, None).expect("read").len(), 4);
+        assert_eq!(log.append("a", 2, b"again").expect("append").0, 5);
+        drop(log);
+        let log = Log::open(d.path(), Options::default()).expect("reopen again");
+        assert_eq!(log.open_report().truncated_bytes, 0);
+        assert_eq!(log.read("a", 0, None).expect("read").len(), 5);
+        drop(log);
+    }
+}
+
+#[test]
+fn damage_before_valid_records_in_the_active_segment_is_an_error_unless_tolerant() {
+    let d = tmp("activedamage");
+    {
+        let log = Log::open(d.path(), Options::default()).expect("open");
+        fill(&log, "a", 5);
+    }
+    let seg = d.path().join(segment_name(0));
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[SEGMENT_HEADER_LEN + 50] ^= 0x01;
+    std::fs::write(&seg, &bytes).expect("write");
+    match Log::open(d.path(), Options::default()) {
+        Err(CoreError::Corrupt { offset, .. }) => assert_eq!(offset, SEGMENT_HEADER_LEN as u64),
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("expected Corrupt, the store opened"),
+    }
+    let tolerant = Options { recovery: RecoveryMode::TolerateAnyCorruption, ..Options::default() };
+    let log = Log::open(d.path(), tolerant).expect("tolerant open");
+    assert_eq!(log.open_report().damaged.len(), 1);
+    let seqs: Vec<u64> = log.read("a", 0, None).expect("read").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5]);
+}
+
+#[test]
+fn a_future_format_version_is_refused() {
+    let d = tmp("version");
+    drop(Log::open(d.path(), Options::default()).expect("open"));
+    let seg = d.path().join(segment_name(0));
+    let mut bytes = std::fs::read(&seg).expect("read");
+    bytes[8] = 2;
+    std::fs::write(&seg, &bytes).expect("write");
+    assert!(matches!(Log::open(d.path(), Options::default()), Err(CoreError::FormatVersion { found: 2, supported: 1, .. })));
+}
+
+#[test]
+fn a_second_writer_is_refused_until_the_first_closes() {
+    let d = tmp("lock");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    assert!(matches!(Log::open(d.path(), Options::default()), Err(CoreError::Locked { .. })));
+    log.close().expect("close");
+    assert!(matches!(log.append("a", 2, b"x"), Err(CoreError::Closed)));
+    Log::open(d.path(), Options::default()).expect("reopen after close");
+}
+
+#[test]
+fn missing_and_damaged_index_files_are_rebuilt() {
+    let d = tmp("idx");
+    {
+        let log = Log::open(d.path(), small()).expect("open");
+        fill(&log, "a", 300);
+    }
+    let idx: Vec<PathBuf> = segments(d.path()).iter().map(|s| s.with_extension("idx")).filter(|p| p.exists()).collect();
+    assert!(idx.len() >= 2);
+    std::fs::remove_file(&idx[0]).expect("rm");
+    let mut bytes = std::fs::read(&idx[1]).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&idx[1], &bytes).expect("write");
+    let log = Log::open(d.path(), small()).expect("open");
+    assert!(log.open_report().rebuilt_indexes.contains(&idx[0]));
+    assert_eq!(log.read("a", 0, None).expect("read").len(), 300, "entries block damage is rebuilt on read");
+    drop(log);
+    let log = Log::open(d.path(), small()).expect("open");
+    assert!(log.verify().expect("verify").damaged.is_empty());
+}
+
+#[test]
+fn prune_and_delete_write_tombstones_that_survive_reopen() {
+    let d = tmp("tomb");
+    let log = Log::open(d.path(), small()).expect("open");
+    for i in 0..10u64 {
+        log.append("s", 1, format!("snap {i}").as_bytes()).expect("snap");
+        log.append("s", 2, &payload(i)).expect("msg");
+    }
+    fill(&log, "other", 5);
+    assert_eq!(log.prune("s", 1, 3).expect("prune"), 7);
+    assert_eq!(log.prune("s", 1, 3).expect("prune again"), 0);
+    drop(log);
+    let log = Log::open(d.path(), small()).expect("reopen");
+    let snaps = log.read("s", 0, Some(&[1])).expect("read");
+    assert_eq!(snaps.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), vec![b"snap 7".to_vec(), b"snap 8".to_vec(), b"snap 9".to_vec()]);
+    assert_eq!(log.read("s", 0, Some(&[2])).expect("read").len(), 10);
+    assert_eq!(log.delete_stream("s").expect("delete"), 13);
+    assert_eq!(log.delete_stream("s").expect("delete again"), 0);
+    assert_eq!(log.streams().expect("streams"), vec!["other".to_string()]);
+    drop(log);
+    let log = Log::open(d.path(), small()).expect("reopen");
+    assert!(log.read("s", 0, None).expect("read").is_empty());
+    assert_eq!(log.latest("s", 1).expect("latest"), None);
+    assert_eq!(log.append("s", 2, b"after").expect("append").0, 21, "seqs are not reused");
+}
+
+#[test]
+fn compaction_reclaims_space_and_keeps_live_data_across_reopen() {
+    let d = tmp("compact");
+    let log = Log::open(d.path(), small()).expect("open");
+    fill(&log, "dead", 400);
+    fill(&log, "live", 40);
+    log.append("live", 1, b"the snapshot").expect("snap");
+    assert_eq!(log.delete_stream("dead").expect("delete"), 400);
+    let before = disk_bytes(d.path());
+    let report = log.compact(0.5).expect("compact");
+    assert!(report.segments_removed > 0);
+    assert!(report.bytes_after < report.bytes_before);
+    let after = disk_bytes(d.path());
+    assert!(after < before / 2, "bytes on disk went down: {before} -> {after}");
+    let check = |log: &Log| {
+        let live = log.read("live", 0, Some(&[2])).expect("read");
+        assert_eq!(live.len(), 40);
+        assert_eq!(live.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=40).collect::<Vec<_>>());
+        assert_eq!(live[0].payload, payload(0));
+        assert_eq!(log.latest("live", 1).expect("latest").expect("some").payload, b"the snapshot");
+        assert!(log.read("dead", 0, None).expect("read").is_empty());
+        assert_eq!(log.last_seq("dead").expect("seq"), 400);
+    };
+    check(&log);
+    drop(log);
+    let log = Log::open(d.path(), small()).expect("reopen");
+    check(&log);
+    assert!(log.verify().expect("verify").damaged.is_empty());
+}
+
+#[test]
+fn batched_append_is_one_write_with_consecutive_seqs() {
+    let d = tmp("batch");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    let p = payload(1);
+    let batch: Vec<NewRecord<'_>> = (0..10).map(|i| NewRecord { stream: if i % 2 == 0 { "x" } else { "y" }, kind: 2, payload: &p }).collect();
+    let out = log.append_many(&batch).expect("append");
+    let seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
+    assert_eq!(seqs, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+    let bad = [NewRecord { stream: "x", kind: 2, payload: b"ok" }, NewRecord { stream: "", kind: 2, payload: b"bad" }];
+    assert!(matches!(log.append_many(&bad), Err(CoreError::InvalidArgument(_))));
+    assert_eq!(log.last_seq("x").expect("seq"), 5, "all or nothing");
+}
+
+#[test]
+fn sync_appends_from_many_threads_share_fdatasyncs_and_stay_gap_free() {
+    let d = tmp("sync");
+    let log = Arc::new(Log::open(d.path(), Options { durability: Durability::Sync, ..Options::default() }).expect("open"));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                for i in 0..50u64 {
+                    log.append("shared", 2, &payload(i)).expect("append");
+                    log.append(&format!("own-{t}"), 2, &payload(i)).expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let seqs: Vec<u64> = log.read("shared", 0, None).expect("read").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+    let stats = log.stats().expect("stats");
+    assert!(stats.syncs >= 1 && stats.syncs <= 800, "syncs: {}", stats.syncs);
+}
+
+#[test]
+fn invalid_arguments_write_nothing() {
+    let d = tmp("args");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    assert!(matches!(log.append("", 2, b"x"), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(log.append(&"s".repeat(256), 2, b"x"), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(log.append("s", 0, b"x"), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(log.append("s", 4, b"x"), Err(CoreError::InvalidArgument(_))));
+    assert!(log.streams().expect("streams").is_empty());
+    assert!(matches!(Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }), Err(CoreError::InvalidArgument(_))));
+}
