@@ -126,13 +126,14 @@ impl StreamIdx {
         self.latest.retain(|l| l.seg != seg);
     }
 
-    /// Seal the active segment: return this stream's summary and entries (sorted by seq)
-    /// and reset the active part. `None` if the stream has nothing in it.
-    pub fn seal(&mut self, stream: &str, seg: u64) -> Option<(StreamSummary, Vec<Entry>)> {
+    /// This stream's part of the active segment as a sealed summary and its entries
+    /// (sorted by seq); `None` if the stream has nothing there. Changes nothing:
+    /// `reset_active` follows once the index file is safely written.
+    pub fn summarize(&self, stream: &str) -> Option<(StreamSummary, Vec<Entry>)> {
         if self.active_last_seq == 0 {
             return None;
         }
-        let mut entries = std::mem::take(&mut self.active);
+        let mut entries = self.active.clone();
         entries.sort_by_key(|e| (e.seq, e.pos));
         let mut latest: Vec<Entry> = Vec::new();
         for e in &entries {
@@ -146,14 +147,21 @@ impl StreamIdx {
             last_seq: self.active_last_seq,
             max_entry_seq: entries.last().map_or(0, |e| e.seq),
             latest,
-            tombstones: std::mem::take(&mut self.active_tombstones),
+            tombstones: self.active_tombstones.clone(),
             ..StreamSummary::default()
         };
-        if !entries.is_empty() {
-            self.sealed.push(seg);
-        }
-        self.active_last_seq = 0;
         Some((summary, entries))
+    }
+
+    /// The active segment `seg` is now sealed: its entries are found through its index.
+    pub fn reset_active(&mut self, seg: u64) {
+        if !self.active.is_empty() && !self.sealed.contains(&seg) {
+            self.sealed.push(seg);
+            self.sealed.sort_unstable();
+        }
+        self.active.clear();
+        self.active_tombstones.clear();
+        self.active_last_seq = 0;
     }
 }
 
@@ -216,16 +224,18 @@ mod tests {
     }
 
     #[test]
-    fn seal_moves_active_entries_into_a_summary() {
+    fn sealing_summarizes_then_resets_the_active_part() {
         let mut s = StreamIdx::default();
         s.add_active(5, e(2, 2), None);
         s.add_active(5, e(1, 2), None);
         s.add_active(5, e(3, 1), None);
-        let (sum, entries) = s.seal("a", 5).expect("has records");
+        let (sum, entries) = s.summarize("a").expect("has records");
         assert_eq!(entries.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(sum.last_seq, 3);
         assert_eq!(sum.latest.len(), 2);
+        assert_eq!(s.active.len(), 3, "summarize changes nothing");
+        s.reset_active(5);
         assert!(s.active.is_empty() && s.sealed == vec![5]);
-        assert!(s.seal("a", 6).is_none());
+        assert!(s.summarize("a").is_none());
     }
 }

@@ -267,7 +267,7 @@ fn header_error(path: &Path, e: HeaderError) -> CoreError {
 }
 
 fn read_all(h: &Handle, path: &Path) -> Result<Vec<u8>> {
-    let len = h.len().at(path)?;
+    let len = h.size().at(path)?;
     let mut buf = vec![0u8; usize::try_from(len).map_err(|_| CoreError::corrupt(path, 0, "file too large"))?];
     h.read_exact_at(&mut buf, 0).at(path)?;
     Ok(buf)
@@ -580,13 +580,12 @@ impl Log {
         if let Some(t) = lock(&self.flusher).take() {
             let _ = t.join();
         }
-        let result = {
+        let lsn = {
             let w = lock(&self.inner.writer);
-            let lsn = w.lsn;
-            drop(w);
-            self.inner.sync_to(lsn)
+            self.inner.closed.store(true, Ordering::Release);
+            w.lsn
         };
-        self.inner.closed.store(true, Ordering::Release);
+        let result = self.inner.sync_to(lsn);
         lock(&self.inner.lock).take();
         result
     }
@@ -614,6 +613,7 @@ impl Inner {
     /// Frame and write `records` at the end of the active segment in one write, then
     /// index them. Returns each record's `(seq, timestamp)` and the LSN to sync to.
     fn write_frames(&self, w: &mut Writer, records: Vec<Prepared>) -> Result<(Vec<(u64, i64)>, u64)> {
+        self.check_open()?;
         if let Some(why) = &w.failed {
             return Err(CoreError::io(
                 self.seg_path(w.base),
@@ -691,31 +691,39 @@ impl Inner {
         Ok(self.write_frames(w, vec![t])?.1)
     }
 
-    /// Seal the active segment (fdatasync, write its index) and start a new one.
+    /// Seal the active segment and start a new one. Every file operation (fdatasync,
+    /// the index file, the new segment) happens before the in-memory index changes, so
+    /// a failure leaves the log as it was and the next append retries the roll.
     fn roll(&self, w: &mut Writer) -> Result<()> {
         let old_path = self.seg_path(w.base);
         w.file.sync_data().at(&old_path)?;
         self.note_synced(w.lsn);
         let (mut summary, entries) = {
-            let mut idx = write(&self.index);
+            let idx = read(&self.index);
+            let mut names: Vec<&String> = idx.streams.keys().collect();
+            names.sort_unstable();
             let mut streams = Vec::new();
             let mut entries = Vec::new();
-            for (name, s) in idx.streams.iter_mut() {
-                if let Some((sum, es)) = s.seal(name, w.base) {
+            for name in names {
+                if let Some((sum, es)) = idx.streams.get(name).and_then(|s| s.summarize(name)) {
                     streams.push(sum);
                     entries.push(es);
                 }
             }
-            let summary = IndexSummary { base: w.base, segment_len: w.pos, records: w.next_offset - w.base, streams };
-            (summary, entries)
+            (IndexSummary { base: w.base, segment_len: w.pos, records: w.next_offset - w.base, streams }, entries)
         };
         let bytes = encode_index(&mut summary, &entries);
-        // The in-memory index now treats the segment as sealed; the file follows.
-        write(&self.index).add_sealed(summary);
         self.write_file_atomically(&self.dir.join(index_name(w.base)), &bytes)?;
         let base = w.next_offset;
         let file = self.create_segment(base)?;
-        write(&self.index).active_base = base;
+        {
+            let mut idx = write(&self.index);
+            for s in idx.streams.values_mut() {
+                s.reset_active(w.base);
+            }
+            idx.add_sealed(summary);
+            idx.active_base = base;
+        }
         write(&self.handles).insert(base, Arc::clone(&file));
         w.file = file;
         w.base = base;
@@ -1101,7 +1109,7 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
 }
 
 fn read_all_io(h: &Handle) -> std::io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; usize::try_from(h.len()?).map_err(std::io::Error::other)?];
+    let mut buf = vec![0u8; usize::try_from(h.size()?).map_err(std::io::Error::other)?];
     h.read_exact_at(&mut buf, 0)?;
     Ok(buf)
 }
@@ -1145,7 +1153,7 @@ fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) 
     names.sort_unstable();
     let names: Vec<String> = names.into_iter().cloned().collect();
     for name in names {
-        if let Some((sum, es)) = streams.get_mut(&name).and_then(|s| s.seal(&name, seg)) {
+        if let Some((sum, es)) = streams.get(&name).and_then(|s| s.summarize(&name)) {
             summary.streams.push(sum);
             all_entries.push(es);
         }
@@ -1208,7 +1216,7 @@ impl Recovery<'_> {
     fn open_sealed(&self, seg: u64, has_index: bool, tolerant: bool, report: &mut OpenReport) -> Result<IndexSummary> {
         let path = self.dir.join(segment_name(seg));
         let h = self.fs.open(&path, false).at(&path)?;
-        let len = h.len().at(&path)?;
+        let len = h.size().at(&path)?;
         let mut head = [0u8; SEGMENT_HEADER_LEN];
         let head_ok = h.read_exact_at(&mut head, 0).is_ok();
         match decode_segment_header(&head) {

@@ -107,7 +107,7 @@ pub fn announced_len(buf: &[u8]) -> Option<usize> {
         return None;
     }
     let body = u32_at(buf, 4) as usize;
-    if body < BODY_FIXED + 1 || body > BODY_FIXED + MAX_STREAM_LEN + MAX_PAYLOAD {
+    if !(BODY_FIXED + 1..=BODY_FIXED + MAX_STREAM_LEN + MAX_PAYLOAD).contains(&body) {
         return None;
     }
     Some(8 + body)

@@ -1,4 +1,5 @@
 //! Integration tests of the segment log through its public API, on real files.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -105,8 +106,8 @@ impl FileHandle for CountingHandle {
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
-    fn len(&self) -> io::Result<u64> {
-        self.inner.len()
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
     }
 }
 
