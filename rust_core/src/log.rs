@@ -26,6 +26,10 @@ use crate::index::{Index, Loc, StreamIdx};
 use crate::record::{self, Header};
 use crate::scan::{scan, Damage, Scan};
 
+/// `close()` seals the active segment when it holds at least this many bytes, so that
+/// the next open scans a nearly empty one.
+const SEAL_AT_CLOSE_BYTES: u64 = 1 << 20;
+
 /// When an append is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -580,12 +584,14 @@ impl Log {
         if let Some(t) = lock(&self.flusher).take() {
             let _ = t.join();
         }
-        let lsn = {
-            let w = lock(&self.inner.writer);
+        let (lsn, rolled) = {
+            let mut w = lock(&self.inner.writer);
+            // Sealing a large active segment now spares the next open from scanning it.
+            let rolled = if w.pos >= SEAL_AT_CLOSE_BYTES { self.inner.roll(&mut w) } else { Ok(()) };
             self.inner.closed.store(true, Ordering::Release);
-            w.lsn
+            (w.lsn, rolled)
         };
-        let result = self.inner.sync_to(lsn);
+        let result = self.inner.sync_to(lsn).and(rolled);
         lock(&self.inner.lock).take();
         result
     }

@@ -393,3 +393,21 @@ fn invalid_arguments_write_nothing() {
     assert!(log.streams().expect("streams").is_empty());
     assert!(matches!(Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }), Err(CoreError::InvalidArgument(_))));
 }
+
+#[test]
+fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
+    let d = tmp("sealclose");
+    {
+        let log = Log::open(d.path(), Options::default()).expect("open");
+        let big = vec![7u8; 64 * 1024];
+        for _ in 0..20 {
+            log.append("a", 2, &big).expect("append");
+        }
+    }
+    let counter = Arc::new(AtomicU64::new(0));
+    let fs = Arc::new(CountingFs { seg_bytes_read: Arc::clone(&counter) });
+    let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
+    assert_eq!(log.open_report().segments, 2);
+    assert_eq!(counter.load(Ordering::Relaxed), 2 * SEGMENT_HEADER_LEN as u64);
+    assert_eq!(log.read("a", 0, None).expect("read").len(), 20);
+}
