@@ -399,8 +399,15 @@ fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
     let d = tmp("sealclose");
     {
         let log = Log::open(d.path(), Options::default()).expect("open");
-        let big = vec![7u8; 64 * 1024];
-        for _ in 0..20 {
+        for i in 0..20u64 {
+            // Incompressible: a 64 KiB xorshift stream.
+            let mut x = i + 1;
+            let big: Vec<u8> = (0..64 * 1024).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }).collect();
             log.append("a", 2, &big).expect("append");
         }
     }
