@@ -418,3 +418,92 @@ fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
     assert_eq!(counter.load(Ordering::Relaxed), 2 * SEGMENT_HEADER_LEN as u64);
     assert_eq!(log.read("a", 0, None).expect("read").len(), 20);
 }
+
+/// A file system whose segment writes fail on demand, after writing part of the buffer.
+struct FailingFs {
+    fail_writes: Arc<std::sync::atomic::AtomicBool>,
+}
+
+struct FailingHandle {
+    inner: Handle,
+    fail: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl FileHandle for FailingHandle {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.fail.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
+            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.inner.write_all_at(buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.inner.sync_data()
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn size(&self) -> io::Result<u64> {
+        self.inner.size()
+    }
+}
+
+impl FailingFs {
+    fn wrap(&self, path: &Path, h: Handle) -> Handle {
+        let is_seg = path.extension().is_some_and(|e| e == "seg");
+        Arc::new(FailingHandle { inner: h, fail: is_seg.then(|| Arc::clone(&self.fail_writes)) })
+    }
+}
+
+impl FileSystem for FailingFs {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        StdFs.create_dir_all(dir)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        StdFs.list(dir)
+    }
+    fn create(&self, path: &Path) -> io::Result<Handle> {
+        Ok(self.wrap(path, StdFs.create(path)?))
+    }
+    fn open(&self, path: &Path, write: bool) -> io::Result<Handle> {
+        Ok(self.wrap(path, StdFs.open(path, write)?))
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        StdFs.rename(from, to)
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        StdFs.remove(path)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        StdFs.sync_dir(dir)
+    }
+    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
+        StdFs.lock(path)
+    }
+}
+
+#[test]
+fn a_failed_short_write_loses_nothing_and_the_next_append_continues_the_sequence() {
+    let d = tmp("enospc");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fs = Arc::new(FailingFs { fail_writes: Arc::clone(&fail) });
+    let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
+    fill(&log, "a", 3);
+    fail.store(true, Ordering::Relaxed);
+    match log.append("a", 2, &payload(99)) {
+        Err(CoreError::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(28)),
+        other => panic!("expected ENOSPC, got {other:?}"),
+    }
+    assert_eq!(log.read("a", 0, None).expect("still readable").len(), 3);
+    assert!(log.verify().expect("verify").damaged.is_empty(), "the partial write was cut back");
+    fail.store(false, Ordering::Relaxed);
+    assert_eq!(log.append("a", 2, &payload(3)).expect("append").0, 4);
+    drop(log);
+    let log = Log::open(d.path(), Options::default()).expect("reopen");
+    assert_eq!(log.open_report().truncated_bytes, 0);
+    let seqs: Vec<u64> = log.read("a", 0, None).expect("read").iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+}
