@@ -113,7 +113,7 @@ impl FileHandle for CountingHandle {
 
 impl CountingFs {
     fn wrap(&self, path: &Path, h: Handle) -> Handle {
-        let is_seg = path.extension().is_some_and(|e| e == "seg");
+        let is_seg = path.to_string_lossy().contains(".seg");
         Arc::new(CountingHandle { inner: h, count: is_seg.then(|| Arc::clone(&self.seg_bytes_read)) })
     }
 }
@@ -453,7 +453,7 @@ impl FileHandle for FailingHandle {
 
 impl FailingFs {
     fn wrap(&self, path: &Path, h: Handle) -> Handle {
-        let is_seg = path.extension().is_some_and(|e| e == "seg");
+        let is_seg = path.to_string_lossy().contains(".seg");
         Arc::new(FailingHandle { inner: h, fail: is_seg.then(|| Arc::clone(&self.fail_writes)) })
     }
 }
