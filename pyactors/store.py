@@ -365,7 +365,12 @@ class SegmentStore:
         )
 
     def stats(self) -> dict[str, int]:
-        """Return counters: ``segments``, ``bytes`` on disk, ``streams``, ``records`` appended since open."""
+        """Return counters.
+
+        Keys: ``segments`` (files), ``bytes`` (in segment files), ``streams`` (not
+        deleted), ``appended`` (records appended since open, tombstones and
+        compaction copies included) and ``syncs`` (fdatasyncs since open).
+        """
         return self._log.stats()
 
     def flush(self) -> None:

@@ -521,10 +521,10 @@ impl Log {
         check_stream(stream)?;
         let mut w = lock(&self.inner.writer);
         let live = self.inner.live_locs(stream, 0, None)?;
-        if live.is_empty() {
-            return Ok(0);
-        }
-        let last = read(&self.inner.index).streams.get(stream).map_or(0, |s| s.last_seq);
+        let last = match read(&self.inner.index).streams.get(stream) {
+            Some(s) if !s.is_deleted() => s.last_seq,
+            _ => return Ok(0),
+        };
         let lsn = self.inner.write_tombstone(&mut w, stream, TOMBSTONE_ALL_KINDS, last)?;
         drop(w);
         self.inner.make_durable(lsn)?;
@@ -1114,6 +1114,11 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
     Ok(())
 }
 
+/// The length of an index file with this summary (None when it lists no stream).
+fn index_file_len(s: &IndexSummary) -> Option<u64> {
+    s.streams.iter().map(|st| st.entries_at + u64::from(st.entries) * INDEX_ENTRY_LEN as u64).max()
+}
+
 fn read_all_io(h: &Handle) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; usize::try_from(h.size()?).map_err(std::io::Error::other)?];
     h.read_exact_at(&mut buf, 0)?;
@@ -1140,8 +1145,19 @@ fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) 
     let path = dir.join(segment_name(seg));
     let h = fs.open(&path, false).at(&path)?;
     let bytes = read_all(&h, &path)?;
-    decode_segment_header(&bytes).map_err(|e| header_error(&path, e))?;
-    let Scan { records, mut damaged, tail } = scan(&bytes, &path, seg);
+    let mut damaged = Vec::new();
+    match decode_segment_header(&bytes) {
+        Ok(base) if base == seg => {}
+        Err(HeaderError::Version(found)) => return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION }),
+        // Tolerant: a damaged header is reported and the records after it still count.
+        Ok(_) | Err(HeaderError::Invalid(_)) if mode == RecoveryMode::TolerateAnyCorruption => {
+            damaged.push(Damage { path: path.clone(), offset: 0, length: SEGMENT_HEADER_LEN as u64, reason: "bad segment header".into() });
+        }
+        Ok(base) => return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}"))),
+        Err(e) => return Err(header_error(&path, e)),
+    }
+    let Scan { records, damaged: found, tail } = scan(&bytes, &path, seg);
+    damaged.extend(found);
     if let Some(t) = tail {
         damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
     }
@@ -1249,6 +1265,11 @@ impl Recovery<'_> {
         } else {
             None
         };
+        // An index file cut short or grown is rebuilt like a missing one.
+        let parsed = parsed.filter(|s| {
+            let size = self.fs.open(&idx_path, false).and_then(|h| h.size()).ok();
+            index_file_len(s).is_none_or(|want| size == Some(want))
+        });
         match parsed {
             Some(s) if s.segment_len == len => Ok(s),
             Some(s) => {
@@ -1287,6 +1308,12 @@ impl Recovery<'_> {
         if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
             // Created but never fully written: start it again.
             report.truncated_bytes += bytes.len() as u64;
+            report.damaged.push(Damage {
+                path: path.clone(),
+                offset: 0,
+                length: bytes.len() as u64,
+                reason: "segment header cut short (torn creation)".into(),
+            });
             file.set_len(0).at(&path)?;
             file.write_all_at(&encode_segment_header(seg, now_us()), 0).at(&path)?;
             file.sync_data().at(&path)?;
