@@ -148,6 +148,15 @@ pub struct CompactReport {
     pub bytes_after: u64,
 }
 
+/// Where a record is, with its segment file held open: reading it works even if
+/// compaction unlinks the file meanwhile.
+#[derive(Clone)]
+pub struct Located {
+    /// The record's segment and index entry.
+    pub loc: Loc,
+    handle: Handle,
+}
+
 /// A record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -417,26 +426,31 @@ impl Log {
         self.inner.check_open()?;
         let found = {
             let idx = read(&self.inner.index);
-            idx.streams.get(stream).and_then(|s| s.latest_of(kind))
+            idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()?
         };
-        found.map(|loc| self.inner.read_loc(stream, loc)).transpose()
+        found.map(|at| self.inner.read_loc(stream, &at)).transpose()
     }
 
     /// The newest live record of `kind` in each stream; payloads are read and
     /// decompressed on several threads when there is enough to share.
     pub fn latest_many(&self, streams: &[String], kind: u8) -> Result<Vec<Option<Record>>> {
         self.inner.check_open()?;
-        let locs: Vec<Option<Loc>> = {
+        let work: Vec<(usize, Located)> = {
             let idx = read(&self.inner.index);
-            streams.iter().map(|s| idx.streams.get(s).and_then(|st| st.latest_of(kind))).collect()
+            let mut work = Vec::new();
+            for (i, s) in streams.iter().enumerate() {
+                if let Some(loc) = idx.streams.get(s).and_then(|st| st.latest_of(kind)) {
+                    work.push((i, self.inner.locate(loc)?));
+                }
+            }
+            work
         };
-        let bytes: u64 = locs.iter().flatten().map(|l| u64::from(l.entry.len)).sum();
+        let bytes: u64 = work.iter().map(|(_, at)| u64::from(at.loc.entry.len)).sum();
         let threads = std::thread::available_parallelism().map_or(1, usize::from).min(8);
-        let work: Vec<(usize, Loc)> = locs.iter().enumerate().filter_map(|(i, l)| l.map(|l| (i, l))).collect();
         let mut out: Vec<Option<Record>> = vec![None; streams.len()];
         if threads < 2 || work.len() < 2 || bytes < 256 * 1024 {
-            for (i, loc) in work {
-                out[i] = Some(self.inner.read_loc(&streams[i], loc)?);
+            for (i, at) in &work {
+                out[*i] = Some(self.inner.read_loc(&streams[*i], at)?);
             }
             return Ok(out);
         }
@@ -446,7 +460,7 @@ impl Log {
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
-                        part.iter().map(|&(i, loc)| Ok((i, self.inner.read_loc(&streams[i], loc)?))).collect()
+                        part.iter().map(|(i, at)| Ok((*i, self.inner.read_loc(&streams[*i], at)?))).collect()
                     })
                 })
                 .collect();
@@ -464,21 +478,22 @@ impl Log {
     }
 
     /// Where the live records of `stream` with `seq > after_seq` (and a kind in `kinds`)
-    /// are, in seq order. Pass the result to `read_at`.
-    pub fn locate(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Loc>> {
+    /// are, in seq order: a snapshot that later appends and compaction do not disturb.
+    /// Pass each to `read_at`.
+    pub fn locate(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Located>> {
         self.inner.check_open()?;
         self.inner.live_locs(stream, after_seq, kinds)
     }
 
-    /// Read the record at `loc` of `stream`.
-    pub fn read_at(&self, stream: &str, loc: Loc) -> Result<Record> {
+    /// Read the record of `stream` found by `locate`.
+    pub fn read_at(&self, stream: &str, at: &Located) -> Result<Record> {
         self.inner.check_open()?;
-        self.inner.read_loc(stream, loc)
+        self.inner.read_loc(stream, at)
     }
 
     /// Read the live records of `stream` after `after_seq`, in seq order.
     pub fn read(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Record>> {
-        self.locate(stream, after_seq, kinds)?.into_iter().map(|loc| self.inner.read_loc(stream, loc)).collect()
+        self.locate(stream, after_seq, kinds)?.iter().map(|at| self.inner.read_loc(stream, at)).collect()
     }
 
     /// Ids of every stream not deleted, sorted.
@@ -508,7 +523,7 @@ impl Log {
             return Ok(0);
         }
         let doomed = live.len() - keep;
-        let upto = live[doomed - 1].entry.seq;
+        let upto = live[doomed - 1].loc.entry.seq;
         let lsn = self.inner.write_tombstone(&mut w, stream, kind, upto)?;
         drop(w);
         self.inner.make_durable(lsn)?;
@@ -818,9 +833,15 @@ impl Inner {
         Ok(Arc::clone(write(&self.handles).entry(base).or_insert(h)))
     }
 
-    fn read_loc(&self, stream: &str, loc: Loc) -> Result<Record> {
+    /// `loc` with an open handle on its segment. Called with the index read lock held,
+    /// so the segment cannot be compacted away before its file is open.
+    fn locate(&self, loc: Loc) -> Result<Located> {
+        Ok(Located { loc, handle: self.handle(loc.seg)? })
+    }
+
+    fn read_loc(&self, stream: &str, at: &Located) -> Result<Record> {
+        let Located { loc, handle: h } = at;
         let path = self.seg_path(loc.seg);
-        let h = self.handle(loc.seg)?;
         let mut buf = vec![0u8; loc.entry.len as usize];
         h.read_exact_at(&mut buf, loc.entry.pos).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -859,6 +880,9 @@ impl Inner {
         if ok {
             return Ok(decode_entries(&buf));
         }
+        if !read(&self.index).sealed.contains_key(&seg) {
+            return Ok(Vec::new()); // compacted away meanwhile: the caller looks again
+        }
         let summary = {
             let _one_at_a_time = lock(&self.rebuilding);
             rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption)?.0
@@ -882,40 +906,49 @@ impl Inner {
 
     /// The live records of a stream after `after_seq`, deduplicated by seq (a record
     /// copied by an interrupted compaction may exist twice: the later copy wins).
-    fn live_locs(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Loc>> {
-        let (segs, mut locs) = {
-            let idx = read(&self.index);
-            let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
-            let segs: Vec<u64> = s
-                .sealed
-                .iter()
-                .copied()
-                .filter(|seg| {
-                    idx.sealed.get(seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| ss.max_entry_seq > after_seq)
-                })
-                .collect();
-            let locs: Vec<Loc> = s.active.iter().map(|&entry| Loc { seg: idx.active_base, entry }).collect();
-            (segs, locs)
-        };
-        for seg in segs {
-            locs.extend(self.sealed_entries(seg, stream)?.into_iter().map(|entry| Loc { seg, entry }));
-        }
-        let idx = read(&self.index);
-        let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
-        locs.retain(|l| {
-            l.entry.seq > after_seq
-                && !s.is_dead(l.entry.kind, l.entry.seq)
-                && kinds.is_none_or(|k| k.contains(&l.entry.kind))
-        });
-        locs.sort_by_key(|l| (l.entry.seq, l.seg, l.entry.pos));
-        let mut out: Vec<Loc> = Vec::with_capacity(locs.len());
-        for l in locs {
-            match out.last_mut() {
-                Some(prev) if prev.entry.seq == l.entry.seq => *prev = l,
-                _ => out.push(l),
+    ///
+    /// Sealed entries are read with no lock held; if a compaction removed one of the
+    /// segments meanwhile, the lookup starts again (its records moved elsewhere).
+    fn live_locs(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Located>> {
+        loop {
+            let (segs, mut locs) = {
+                let idx = read(&self.index);
+                let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
+                let segs: Vec<u64> = s
+                    .sealed
+                    .iter()
+                    .copied()
+                    .filter(|seg| {
+                        idx.sealed.get(seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| ss.max_entry_seq > after_seq)
+                    })
+                    .collect();
+                let locs: Vec<Loc> = s.active.iter().map(|&entry| Loc { seg: idx.active_base, entry }).collect();
+                (segs, locs)
+            };
+            for &seg in &segs {
+                locs.extend(self.sealed_entries(seg, stream)?.into_iter().map(|entry| Loc { seg, entry }));
             }
+            let idx = read(&self.index);
+            let gone = |seg: &u64| *seg != idx.active_base && !idx.sealed.contains_key(seg);
+            if segs.iter().any(gone) || locs.iter().any(|l| gone(&l.seg)) {
+                continue;
+            }
+            let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
+            locs.retain(|l| {
+                l.entry.seq > after_seq
+                    && !s.is_dead(l.entry.kind, l.entry.seq)
+                    && kinds.is_none_or(|k| k.contains(&l.entry.kind))
+            });
+            locs.sort_by_key(|l| (l.entry.seq, l.seg, l.entry.pos));
+            let mut out: Vec<Loc> = Vec::with_capacity(locs.len());
+            for l in locs {
+                match out.last_mut() {
+                    Some(prev) if prev.entry.seq == l.entry.seq => *prev = l,
+                    _ => out.push(l),
+                }
+            }
+            return out.into_iter().map(|loc| self.locate(loc)).collect();
         }
-        Ok(out)
     }
 
     fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {

@@ -507,3 +507,34 @@ fn a_failed_short_write_loses_nothing_and_the_next_append_continues_the_sequence
     let seqs: Vec<u64> = log.read("a", 0, None).expect("read").iter().map(|r| r.seq).collect();
     assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
+
+#[test]
+fn reads_running_during_compactions_always_see_every_live_record() {
+    let d = tmp("compactrace");
+    let log = Arc::new(Log::open(d.path(), small()).expect("open"));
+    for i in 0..100 {
+        // Spread "keep" over many segments, between records that will die.
+        log.append("keep", 2, &payload(i)).expect("append");
+        fill(&log, "junk", 8);
+    }
+    log.delete_stream("junk").expect("delete");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            while !stop.load(Ordering::Relaxed) || rounds < 10 {
+                let seqs: Vec<u64> = log.read("keep", 0, None).expect("read").iter().map(|r| r.seq).collect();
+                assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+                rounds += 1;
+            }
+        })
+    };
+    for round in 0..300 {
+        fill(&log, &format!("junk-{round}"), 30);
+        log.delete_stream(&format!("junk-{round}")).expect("delete");
+        log.compact(0.3).expect("compact");
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().expect("reader saw every record every time");
+}

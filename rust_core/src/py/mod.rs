@@ -12,8 +12,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::error::CoreError;
-use crate::index::Loc;
-use crate::log::{Durability, Log, NewRecord, Options, Record, RecoveryMode};
+use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
 use crate::scan::Damage;
 
 type RawRecord<'py> = (String, u8, u64, i64, Bound<'py, PyBytes>);
@@ -197,7 +196,7 @@ impl PySegmentLog {
 struct PyRecordIter {
     log: Arc<Log>,
     stream: String,
-    locs: Vec<Loc>,
+    locs: Vec<Located>,
     next: std::sync::atomic::AtomicUsize,
 }
 
@@ -209,8 +208,8 @@ impl PyRecordIter {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<RawRecord<'py>>> {
         let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(&loc) = self.locs.get(i) else { return Ok(None) };
-        let r = py.detach(|| self.log.read_at(&self.stream, loc))?;
+        let Some(at) = self.locs.get(i) else { return Ok(None) };
+        let r = py.detach(|| self.log.read_at(&self.stream, at))?;
         Ok(Some(to_py(py, r)))
     }
 }
