@@ -31,7 +31,7 @@ class SegmentLog:
         group_commit_ms: float = 5.0,
         segment_bytes: int = 67108864,
         compression_level: int = 3,
-        compress_min_bytes: int = 64,
+        compress_min_bytes: int = 256,
         tolerant: bool = False,
     ) -> None: ...
     @property

@@ -215,7 +215,7 @@ class SegmentStore:
         group_commit_ms: float = 5.0,
         segment_bytes: int = 64 * 1024 * 1024,
         compression_level: int = 3,
-        compress_min_bytes: int = 64,
+        compress_min_bytes: int = 256,
         tolerant: bool = False,
         serializer: Serializer | None = None,
     ) -> None:

@@ -66,7 +66,7 @@ def test_every_compressed_payload_of_a_rolled_store_decodes_to_what_was_appended
     store_path: Path, open_store: Callable[..., SegmentStore]
 ) -> None:
     rng = random.Random(8)
-    s = open_store(segment_bytes=SMALL_SEGMENT)
+    s = open_store(segment_bytes=SMALL_SEGMENT, compress_min_bytes=64)
     appended: dict[tuple[str, int], bytes] = {}
     for i in range(300):
         stream = f"s{i % 4}"

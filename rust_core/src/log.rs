@@ -97,7 +97,7 @@ impl Default for Options {
             group_commit: Duration::from_millis(5),
             segment_bytes: 64 << 20,
             compression_level: 3,
-            compress_min_bytes: 64,
+            compress_min_bytes: 256,
             recovery: RecoveryMode::TolerateTailCorruption,
         }
     }
@@ -231,7 +231,12 @@ struct SyncState {
     synced: u64,
     syncing: bool,
     syncs: u64,
+    /// How long the last fdatasync took (sizes the commit delay).
+    last_sync: Duration,
 }
+
+/// Longest commit delay (see `Inner::sync_to`).
+const MAX_COMMIT_DELAY: Duration = Duration::from_micros(500);
 
 struct Inner {
     dir: PathBuf,
@@ -242,6 +247,8 @@ struct Inner {
     handles: RwLock<HashMap<u64, Handle>>,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
+    /// Threads inside `append_many` / `prune` / `delete_stream` right now.
+    appenders: std::sync::atomic::AtomicUsize,
     closed: AtomicBool,
     stop: (Mutex<bool>, Condvar),
     lock: Mutex<Option<Box<dyn LockGuard>>>,
@@ -340,6 +347,7 @@ impl Log {
             handles: RwLock::new(handles),
             sync: Mutex::new(SyncState::default()),
             synced_cv: Condvar::new(),
+            appenders: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
             lock: Mutex::new(Some(guard)),
@@ -413,6 +421,7 @@ impl Log {
                 }
             })
             .collect();
+        let _in_flight = self.inner.appending();
         let (assigned, lsn) = {
             let mut w = lock(&self.inner.writer);
             self.inner.write_frames(&mut w, prepared)?
@@ -618,7 +627,21 @@ impl Drop for Log {
     }
 }
 
+/// Counts a thread in `Inner::appenders` while it lives.
+struct Appending<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Inner {
+    fn appending(&self) -> Appending<'_> {
+        self.appenders.fetch_add(1, Ordering::Relaxed);
+        Appending(&self.appenders)
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(CoreError::Closed)
@@ -787,14 +810,23 @@ impl Inner {
                 continue;
             }
             s.syncing = true;
+            let last_sync = s.last_sync;
             drop(s);
+            // Commit delay: when other appenders are in flight, give the ones just
+            // released by the previous fdatasync time to write before this one starts,
+            // so one fdatasync covers every thread instead of half of them.
+            if self.appenders.load(Ordering::Relaxed) > 1 {
+                std::thread::sleep((last_sync / 2).min(MAX_COMMIT_DELAY));
+            }
             let (file, target, base) = {
                 let w = lock(&self.writer);
                 (Arc::clone(&w.file), w.lsn, w.base)
             };
+            let started = Instant::now();
             let result = file.sync_data();
             s = lock(&self.sync);
             s.syncing = false;
+            s.last_sync = started.elapsed();
             if result.is_ok() {
                 s.synced = s.synced.max(target);
                 s.syncs += 1;

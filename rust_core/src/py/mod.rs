@@ -42,7 +42,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=64<<20, compression_level=3, compress_min_bytes=64, tolerant=false))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=64<<20, compression_level=3, compress_min_bytes=256, tolerant=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
