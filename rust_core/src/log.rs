@@ -231,8 +231,12 @@ struct SyncState {
     synced: u64,
     syncing: bool,
     syncs: u64,
-    /// How long the last fdatasync took (sizes the commit delay).
+    /// How long the last fdatasync took (bounds the commit delay).
     last_sync: Duration,
+    /// Threads waiting for an fdatasync to finish.
+    waiting: usize,
+    /// Appenders in flight when the last fdatasync finished: the group to gather.
+    peak: usize,
 }
 
 /// Longest commit delay (see `Inner::sync_to`).
@@ -792,32 +796,41 @@ impl Inner {
 
     fn make_durable(&self, lsn: u64) -> Result<()> {
         match self.opts.durability {
-            Durability::Sync => self.sync_to(lsn),
+            Durability::Sync => self.sync_to_with(lsn, true),
             Durability::Process | Durability::Group => Ok(()),
         }
     }
 
     /// Return once everything up to `lsn` is fdatasynced. One caller syncs at a time;
     /// the others wait for it and usually find their bytes covered (group commit).
-    fn sync_to(&self, lsn: u64) -> Result<()> {
+    ///
+    /// `gather` (sync appends only): before syncing, wait (at most the duration of the
+    /// last fdatasync) until as many appenders as were in flight at the end of the last
+    /// one have written and are waiting too. Without it the threads released by one
+    /// fdatasync miss the next, and each fdatasync covers about half the appenders.
+    fn sync_to_with(&self, lsn: u64, gather: bool) -> Result<()> {
         let mut s = lock(&self.sync);
         loop {
             if s.synced >= lsn {
                 return Ok(());
             }
             if s.syncing {
+                s.waiting += 1;
                 s = self.synced_cv.wait(s).unwrap_or_else(std::sync::PoisonError::into_inner);
+                s.waiting -= 1;
                 continue;
             }
             s.syncing = true;
-            let last_sync = s.last_sync;
-            drop(s);
-            // Commit delay: when other appenders are in flight, give the ones just
-            // released by the previous fdatasync time to write before this one starts,
-            // so one fdatasync covers every thread instead of half of them.
-            if self.appenders.load(Ordering::Relaxed) > 1 {
-                std::thread::sleep((last_sync / 2).min(MAX_COMMIT_DELAY));
+            if gather && s.peak > 1 {
+                let deadline = Instant::now() + s.last_sync.min(MAX_COMMIT_DELAY);
+                while s.waiting + 1 < s.peak && Instant::now() < deadline {
+                    s = self
+                        .synced_cv
+                        .wait_timeout(s, Duration::from_micros(20))
+                        .map_or_else(|p| p.into_inner().0, |r| r.0);
+                }
             }
+            drop(s);
             let (file, target, base) = {
                 let w = lock(&self.writer);
                 (Arc::clone(&w.file), w.lsn, w.base)
@@ -827,6 +840,7 @@ impl Inner {
             s = lock(&self.sync);
             s.syncing = false;
             s.last_sync = started.elapsed();
+            s.peak = self.appenders.load(Ordering::Relaxed);
             if result.is_ok() {
                 s.synced = s.synced.max(target);
                 s.syncs += 1;
@@ -838,6 +852,10 @@ impl Inner {
                 return Err(CoreError::io(self.seg_path(base), e));
             }
         }
+    }
+
+    fn sync_to(&self, lsn: u64) -> Result<()> {
+        self.sync_to_with(lsn, false)
     }
 
     fn flush_loop(&self) {
