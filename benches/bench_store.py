@@ -1,0 +1,774 @@
+"""Segment-store benchmark: `SegmentStore` side by side with its baselines.
+
+Run: ``python benches/bench_store.py [--quick] [--json PATH]`` (a plain script, not
+a pytest file; ``make bench`` runs it). Every comparison alternates the contender
+and its baseline round by round (order swapped every round) so that drift hits
+both, and prints the run count, median, p99 and the ratio of the medians, with the
+target from issue 2 and "met"/"MISSED".
+
+Comparisons:
+
+* appends/s and MB/s for 100 B, 1 KB and 64 KB semi-compressible payloads under
+  each durability policy, one append per call and batched (``append_many``),
+  against a pure-Python writer with the same record framing: per record a reused
+  ``zstandard.ZstdCompressor`` (level 3), ``zlib.crc32`` over header + payload,
+  ``struct.pack`` of the header and one ``os.writev`` to an ``O_APPEND`` fd
+  (batched: one ``os.writev`` per batch). Durability: process = nothing more,
+  sync = ``os.fdatasync`` after each append (batched: after each batch), group = a
+  background thread fdatasyncing every 5 ms.
+* ``sync`` with 8 threads appending at once vs one thread (pyactors only).
+* opening a store holding 1 GB (``--quick``: 128 MB) in sealed segments.
+* restoring the latest 100 KB snapshot of each of 100 streams after open
+  (``latest_many``) vs decompressing the same 100 zstd frames with ``zstandard``.
+
+Throughput rows: one sample per round (records / round time); "p99" is the slow
+tail, i.e. the rate at the 99th percentile of the per-record round time. MB/s
+counts raw (uncompressed) payload bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import platform
+import random
+import shutil
+import statistics
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import zstandard
+
+from pyactors import Kind, SegmentStore
+
+__all__ = ["main"]
+
+NS = 1_000_000_000
+BATCH = 100
+STREAMS = [f"actor-{i}" for i in range(16)]
+SIZES = {"100B": 100, "1KB": 1024, "64KB": 64 * 1024}
+POLICIES = ("process", "group", "sync")
+GROUP_COMMIT_MS = 5.0
+LEVEL = 3
+
+# Record framing, little endian (docs/FORMAT.md):
+# { crc32c u32 | body_len u32 | offset u64 | seq u64 | timestamp_us i64
+#   | kind u8 | flags u8 | stream_len u16 | raw_len u32 | stream | payload }
+_HEAD = struct.Struct("<IQQqBBHI")  # body_len .. raw_len: 36 bytes
+_CRC = struct.Struct("<I")
+_BODY_FIXED = 32  # bytes counted by body_len before the stream id
+_FLAG_ZSTD = 1
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+class PyWriter:
+    """The pure-Python writer: the store's record framing, written with os calls.
+
+    Args:
+        path: The file to append to (created, mode 0600).
+        durability: ``"process"``, ``"group"`` or ``"sync"``.
+        group_commit_ms: Under ``"group"``, the flusher thread's period.
+    """
+
+    def __init__(self, path: str, durability: str, group_commit_ms: float = GROUP_COMMIT_MS) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.durability = durability
+        self.cctx = zstandard.ZstdCompressor(level=LEVEL)
+        self.seqs: dict[str, int] = {}
+        self.offset = 0
+        self._dirty = False
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        if durability == "group":
+            self._flusher = threading.Thread(target=self._flush_loop, args=(group_commit_ms / 1000,), daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self, period: float) -> None:
+        while not self._stop.wait(period):
+            if self._dirty:
+                self._dirty = False
+                os.fdatasync(self.fd)
+
+    def _frame(self, stream: str, payload: bytes, kind: int) -> tuple[bytes, bytes, bytes]:
+        data = self.cctx.compress(payload)
+        sid = stream.encode()
+        seq = self.seqs.get(stream, 0) + 1
+        self.seqs[stream] = seq
+        head = _HEAD.pack(
+            _BODY_FIXED + len(sid) + len(data),
+            self.offset,
+            seq,
+            time.time_ns() // 1000,
+            kind,
+            _FLAG_ZSTD,
+            len(sid),
+            len(payload),
+        ) + sid
+        crc = zlib.crc32(data, zlib.crc32(head))
+        self.offset += 4 + len(head) + len(data)
+        return _CRC.pack(crc), head, data
+
+    def append(self, stream: str, payload: bytes, kind: int = Kind.MESSAGE) -> int:
+        """Append one record; return its sequence number."""
+        parts = self._frame(stream, payload, kind)
+        os.writev(self.fd, parts)
+        if self.durability == "sync":
+            os.fdatasync(self.fd)
+        elif self.durability == "group":
+            self._dirty = True
+        return self.seqs[stream]
+
+    def append_many(self, records: Sequence[tuple[str, bytes]]) -> None:
+        """Append a batch in one write (and under ``sync`` one fdatasync)."""
+        parts: list[bytes] = []
+        for stream, payload in records:
+            parts.extend(self._frame(stream, payload, Kind.MESSAGE))
+        os.writev(self.fd, parts)
+        if self.durability == "sync":
+            os.fdatasync(self.fd)
+        elif self.durability == "group":
+            self._dirty = True
+
+    def close(self) -> None:
+        """Stop the flusher, fdatasync and close."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        os.fdatasync(self.fd)
+        os.close(self.fd)
+
+
+# --------------------------------------------------------------------------- payloads
+
+_WORDS = (
+    "actor mailbox snapshot stream segment offset checkpoint workflow thread node state "
+    "message durable recovery replay supervisor restart counter ledger account balance "
+    "order invoice customer shipment queue event handler timeout retry commit journal"
+).split()
+
+
+def _doc(rng: random.Random, i: int) -> bytes:
+    """One pickled dict: the kind of thing actors persist."""
+    return pickle.dumps(
+        {
+            "id": i,
+            "user": f"user-{rng.randrange(10_000)}",
+            "event": rng.choice(_WORDS),
+            "ts": 1.7e9 + rng.random() * 1e6,
+            "amount": round(rng.random() * 1000, 2),
+            "tags": rng.sample(_WORDS, 3),
+            "ref": rng.randbytes(8).hex(),
+            "note": " ".join(rng.choice(_WORDS) for _ in range(rng.randrange(4, 16))),
+        },
+        protocol=5,
+    )
+
+
+def semi_compressible(size: int, seed: int) -> bytes:
+    """`size` bytes of concatenated pickled dicts (zstd ratio about 2-3x)."""
+    rng = random.Random(seed)
+    out = bytearray()
+    i = 0
+    while len(out) < size:
+        out += _doc(rng, i)
+        i += 1
+    return bytes(out[:size])
+
+
+def payload_pool(size: int, n: int = 32, seed: int = 0) -> list[bytes]:
+    """`n` distinct semi-compressible payloads of `size` bytes."""
+    return [semi_compressible(size, seed * 1000 + k) for k in range(n)]
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The `q`-th percentile (0-100) with linear interpolation."""
+    xs = sorted(values)
+    if len(xs) == 1:
+        return xs[0]
+    pos = (len(xs) - 1) * q / 100
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+@dataclass
+class Rate:
+    """Throughput samples: records and nanoseconds per round."""
+
+    records: list[int] = field(default_factory=list)
+    ns: list[int] = field(default_factory=list)
+
+    def add(self, records: int, ns: int) -> None:
+        self.records.append(records)
+        self.ns.append(max(ns, 1))
+
+    @property
+    def runs(self) -> int:
+        return len(self.ns)
+
+    def per_s(self) -> list[float]:
+        return [r * NS / t for r, t in zip(self.records, self.ns, strict=True)]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_s())
+
+    @property
+    def p99(self) -> float:
+        """Slow tail: rate at the 99th percentile of time per record."""
+        per_rec = [t / r for r, t in zip(self.records, self.ns, strict=True)]
+        return NS / percentile(per_rec, 99)
+
+
+@dataclass
+class Times:
+    """Latency samples in nanoseconds."""
+
+    ns: list[int] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        return len(self.ns)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.ns) / 1e6
+
+    @property
+    def p99_ms(self) -> float:
+        return percentile(self.ns, 99) / 1e6
+
+
+# --------------------------------------------------------------------------- output
+
+RESULTS: list[dict[str, Any]] = []
+PROBLEMS: list[str] = []
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("met" if ok else "MISSED")
+
+
+def fmt_rate(x: float) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def problem(msg: str) -> None:
+    PROBLEMS.append(msg)
+    print(f"  !! {msg}", flush=True)
+
+
+APPEND_HEADER = (
+    f"{'size':<5} {'policy':<8} {'mode':<7} {'runs':>4} | "
+    f"{'pyactors rec/s':>14} {'MB/s':>7} {'p99 rec/s':>9} | "
+    f"{'python rec/s':>12} {'MB/s':>7} {'p99 rec/s':>9} | {'ratio':>7}  target"
+)
+
+
+def print_append_row(size: str, nbytes: int, policy: str, mode: str, a: Rate, b: Rate, target: float | None) -> None:
+    ratio = a.median / b.median
+    ok = None if target is None else ratio >= target
+    tgt = f">= {target:g}x {verdict(ok)}" if target is not None else ""
+    print(
+        f"{size:<5} {policy:<8} {mode:<7} {a.runs:>4} | "
+        f"{fmt_rate(a.median):>14} {a.median * nbytes / 1e6:>7.1f} {fmt_rate(a.p99):>9} | "
+        f"{fmt_rate(b.median):>12} {b.median * nbytes / 1e6:>7.1f} {fmt_rate(b.p99):>9} | "
+        f"{ratio:>6.2f}x  {tgt}",
+        flush=True,
+    )
+    RESULTS.append(
+        {
+            "bench": "append",
+            "size": size,
+            "payload_bytes": nbytes,
+            "policy": policy,
+            "mode": mode,
+            "runs": a.runs,
+            "pyactors": {
+                "median_rec_s": a.median,
+                "p99_rec_s": a.p99,
+                "median_mb_s": a.median * nbytes / 1e6,
+                "p99_mb_s": a.p99 * nbytes / 1e6,
+            },
+            "python": {
+                "median_rec_s": b.median,
+                "p99_rec_s": b.p99,
+                "median_mb_s": b.median * nbytes / 1e6,
+                "p99_mb_s": b.p99 * nbytes / 1e6,
+            },
+            "ratio": ratio,
+            "target": target,
+            "met": ok,
+        }
+    )
+
+
+# --------------------------------------------------------------------------- harness
+
+
+@dataclass
+class Config:
+    """Sizes of one run."""
+
+    quick: bool
+    rounds: int
+    round_s: float
+    max_round_bytes: int
+    thread_rounds: int
+    open_bytes: int
+    open_runs: int
+    restore_rounds: int
+
+
+def calibrate(run: Callable[[int], int | None], unit_bytes: int, cfg: Config, start: int) -> int:
+    """Pick a per-round count so that a round takes about `cfg.round_s` (bytes bounded)."""
+    n = start
+    for _ in range(2):
+        t0 = time.perf_counter_ns()
+        run(n)
+        dt = max(time.perf_counter_ns() - t0, 1)
+        want = int(n * cfg.round_s * NS / dt)
+        n = max(want, 1)
+    return max(1, min(n, cfg.max_round_bytes // unit_bytes))
+
+
+def alternate(
+    arms: Sequence[tuple[Callable[[int], int | None], int]],
+    rounds: int,
+    samples: Sequence[Rate],
+    records_per_unit: int,
+) -> None:
+    """Run each arm `rounds` times, order rotated every round.
+
+    An arm may return its own elapsed nanoseconds (to exclude set-up); else the
+    call is timed.
+    """
+    k = len(arms)
+    for r in range(rounds):
+        for j in range(k):
+            idx = (r + j) % k
+            run, n = arms[idx]
+            t0 = time.perf_counter_ns()
+            own = run(n)
+            elapsed = time.perf_counter_ns() - t0 if own is None else own
+            samples[idx].add(n * records_per_unit, elapsed)
+
+
+def bench_appends(cfg: Config, tmp: str) -> None:
+    print("\n== appends: SegmentStore vs pure-Python writer (same framing, same durability) ==")
+    print(f"   batched = append_many / one write of {BATCH} records; {len(STREAMS)} streams round robin")
+    print(APPEND_HEADER, flush=True)
+    for size_name, nbytes in SIZES.items():
+        pool = payload_pool(nbytes, seed=nbytes)
+        ratio = sum(len(p) for p in pool) / sum(len(zstandard.ZstdCompressor(level=LEVEL).compress(p)) for p in pool)
+        print(f"   ({size_name} payloads: zstd level {LEVEL} ratio {ratio:.2f}x)", flush=True)
+        for policy in POLICIES:
+            for mode in ("single", "batched"):
+                try:
+                    one_append_comparison(cfg, tmp, size_name, nbytes, pool, policy, mode)
+                except Exception as exc:  # report and go on with the other rows
+                    problem(f"append {size_name} {policy} {mode}: {type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+
+
+def one_append_comparison(
+    cfg: Config, tmp: str, size_name: str, nbytes: int, pool: list[bytes], policy: str, mode: str
+) -> None:
+    d = tempfile.mkdtemp(prefix=f"append-{size_name}-{policy}-{mode}-", dir=tmp)
+    store = SegmentStore(os.path.join(d, "store"), durability=policy, group_commit_ms=GROUP_COMMIT_MS)
+    writer = PyWriter(os.path.join(d, "python.log"), policy)
+    # Items are built outside the timed loops (on first use at a size), shared by both arms.
+    items_cache: list[tuple[str, bytes]] = []
+
+    def items(n: int) -> list[tuple[str, bytes]]:
+        nonlocal items_cache
+        if n > len(items_cache):
+            items_cache = [(STREAMS[i % len(STREAMS)], pool[i % len(pool)]) for i in range(n)]
+        return items_cache
+
+    store_count = 0
+    try:
+        if mode == "single":
+
+            def run_store(n: int) -> None:
+                nonlocal store_count
+                append = store.append
+                its = items(n)
+                for i in range(n):
+                    s, p = its[i]
+                    append(s, p)
+                store_count += n
+
+            def run_python(n: int) -> None:
+                append = writer.append
+                its = items(n)
+                for i in range(n):
+                    s, p = its[i]
+                    append(s, p)
+
+            unit, start = 1, 20 if policy == "sync" or nbytes > 4096 else 200
+            prepare: Callable[[int], object] = items
+        else:
+            batches: list[list[tuple[str, bytes]]] = []
+
+            def get_batches(n: int) -> list[list[tuple[str, bytes]]]:
+                nonlocal batches
+                if n > len(batches):
+                    its = items(n * BATCH)
+                    batches = [its[j * BATCH : (j + 1) * BATCH] for j in range(n)]
+                return batches
+
+            def run_store(n: int) -> None:
+                nonlocal store_count
+                append_many = store.append_many
+                bs = get_batches(n)
+                for j in range(n):
+                    append_many(bs[j])
+                store_count += n * BATCH
+
+            def run_python(n: int) -> None:
+                append_many = writer.append_many
+                bs = get_batches(n)
+                for j in range(n):
+                    append_many(bs[j])
+
+            unit, start = BATCH, 2 if policy == "sync" or nbytes > 4096 else 10
+            prepare = get_batches
+        n_store = calibrate(run_store, unit * nbytes, cfg, start)
+        n_python = calibrate(run_python, unit * nbytes, cfg, start)
+        prepare(max(n_store, n_python))  # build the inputs before any timed round
+        a, b = Rate(), Rate()
+        alternate([(run_store, n_store), (run_python, n_python)], cfg.rounds, [a, b], unit)
+        target = None
+        if size_name == "100B" and policy == "process":
+            target = 2.0 if mode == "single" else 10.0
+        print_append_row(size_name, nbytes, policy, mode, a, b, target)
+        got = sum(store.last_seq(s) for s in STREAMS)
+        if got != store_count:
+            problem(f"append {size_name} {policy} {mode}: sum of last_seq = {got}, appended {store_count}")
+    finally:
+        store.close()
+        writer.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_threads(cfg: Config, tmp: str) -> None:
+    print("\n== sync: 8 threads appending at once vs 1 thread (pyactors only, 100 B records) ==")
+    pool = payload_pool(100, seed=7)
+    d = tempfile.mkdtemp(prefix="threads-", dir=tmp)
+    store = SegmentStore(os.path.join(d, "store"), durability="sync")
+    threads_n = 8
+    total = {"n": 0}
+    try:
+
+        def run_one(n: int) -> None:
+            append = store.append
+            for i in range(n):
+                append("t0", pool[i % len(pool)])
+            total["n"] += n
+
+        def run_eight(n: int) -> int:
+            per = max(1, n // threads_n)
+            barrier = threading.Barrier(threads_n + 1)
+            errors: list[BaseException] = []
+
+            def worker(k: int) -> None:
+                stream = f"t{k}"
+                append = store.append
+                barrier.wait()
+                try:
+                    for i in range(per):
+                        append(stream, pool[(i + k) % len(pool)])
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+
+            ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads_n)]
+            for t in ts:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter_ns()
+            for t in ts:
+                t.join()
+            elapsed = time.perf_counter_ns() - t0
+            if errors:
+                raise errors[0]
+            total["n"] += per * threads_n
+            return elapsed  # from the barrier release: thread start-up excluded
+
+        n1 = calibrate(run_one, 100, cfg, 20)
+        n8 = calibrate(run_eight, 100, cfg, 80)
+        n8 = max(threads_n, n8 // threads_n * threads_n)
+        one, eight = Rate(), Rate()
+        alternate([(run_one, n1), (run_eight, n8)], cfg.thread_rounds, [one, eight], 1)
+        ratio = eight.median / one.median
+        ok = ratio >= 5.0
+        print(f"{'arm':<22} {'runs':>4} | {'median rec/s':>12} {'p99 rec/s':>10}")
+        print(f"{'1 thread, sync':<22} {one.runs:>4} | {fmt_rate(one.median):>12} {fmt_rate(one.p99):>10}")
+        print(f"{'8 threads, sync':<22} {eight.runs:>4} | {fmt_rate(eight.median):>12} {fmt_rate(eight.p99):>10}")
+        print(f"ratio 8 threads / 1 thread: {ratio:.2f}x   target >= 5x {verdict(ok)}", flush=True)
+        RESULTS.append(
+            {
+                "bench": "sync_threads",
+                "runs": one.runs,
+                "one_thread": {"median_rec_s": one.median, "p99_rec_s": one.p99},
+                "eight_threads": {"median_rec_s": eight.median, "p99_rec_s": eight.p99},
+                "ratio": ratio,
+                "target": 5.0,
+                "met": ok,
+            }
+        )
+        got = sum(store.last_seq(f"t{k}") for k in range(threads_n))
+        if got != total["n"]:
+            problem(f"sync threads: sum of last_seq = {got}, appended {total['n']}")
+    finally:
+        store.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _seg_files(path: str) -> list[tuple[str, int]]:
+    return sorted((e.name, e.stat().st_size) for e in os.scandir(path) if e.name.endswith(".seg"))
+
+
+def bench_open(cfg: Config, tmp: str) -> None:
+    target_mb = cfg.open_bytes // 2**20
+    print(f"\n== open: SegmentStore(path) + close() on a store of {target_mb} MiB in sealed segments ==")
+    d = tempfile.mkdtemp(prefix="open-", dir=tmp)
+    path = os.path.join(d, "store")
+    try:
+        rng = random.Random(1)
+        pool = [rng.randbytes(64 * 1024) for _ in range(64)]  # incompressible
+        streams = [f"actor-{i:03}" for i in range(100)]
+        t0 = time.perf_counter_ns()
+        appended = 0
+        with SegmentStore(path, durability="process", segment_bytes=64 * 2**20) as store:
+            # Append until the sealed segments (every file but the newest) hold the
+            # target: the active segment has then just rolled and is nearly empty.
+            while sum(s for _, s in _seg_files(path)[:-1]) < cfg.open_bytes:
+                store.append_many([(streams[(appended + k) % 100], pool[(appended + k) % 64]) for k in range(4)])
+                appended += 4
+        build_s = (time.perf_counter_ns() - t0) / NS
+        segs = _seg_files(path)
+        sealed = sum(s for _, s in segs[:-1])
+        idx = [e.name for e in os.scandir(path) if e.name.endswith(".idx")]
+        print(
+            f"   built in {build_s:.1f} s: {appended} records of 64 KiB, {len(segs)} segment files "
+            f"({sealed / 2**20:.0f} MiB sealed, active {segs[-1][1] / 1024:.0f} KiB), {len(idx)} index files",
+            flush=True,
+        )
+        wall = Times()
+        own: list[float] = []
+        reports = []
+        for _ in range(3):  # warm the page cache and any one-off work
+            SegmentStore(path).close()
+        for _ in range(cfg.open_runs):
+            t0 = time.perf_counter_ns()
+            s = SegmentStore(path)
+            s.close()
+            wall.ns.append(time.perf_counter_ns() - t0)
+            own.append(s.open_report.elapsed_ms)
+            reports.append(s.open_report)
+        ok = wall.median_ms < 20.0
+        rep = reports[-1]
+        print(f"{'arm':<36} {'runs':>4} | {'median ms':>9} {'p99 ms':>8}")
+        print(f"{'open + close (wall)':<36} {wall.runs:>4} | {wall.median_ms:>9.2f} {wall.p99_ms:>8.2f}   target < 20 ms {verdict(ok)}")
+        print(
+            f"{'open_report.elapsed_ms (store own)':<36} {len(own):>4} | "
+            f"{statistics.median(own):>9.2f} {percentile(own, 99):>8.2f}"
+        )
+        print(
+            f"   open report: segments={rep.segments} records={rep.records} truncated_bytes={rep.truncated_bytes} "
+            f"dropped={rep.dropped_records} damaged={len(rep.damaged)} rebuilt_indexes={len(rep.rebuilt_indexes)}",
+            flush=True,
+        )
+        if rep.records != appended:
+            problem(f"open: open_report.records = {rep.records}, appended {appended}")
+        if rep.truncated_bytes or rep.dropped_records or rep.damaged or rep.rebuilt_indexes:
+            problem(f"open: clean store reported repairs: {rep}")
+        RESULTS.append(
+            {
+                "bench": "open",
+                "store_bytes": sum(s for _, s in segs),
+                "sealed_bytes": sealed,
+                "segments": len(segs),
+                "records": appended,
+                "runs": wall.runs,
+                "median_ms": wall.median_ms,
+                "p99_ms": wall.p99_ms,
+                "own_elapsed_median_ms": statistics.median(own),
+                "target_ms": 20.0,
+                "met": ok,
+            }
+        )
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_restore(cfg: Config, tmp: str) -> None:
+    print("\n== restore: latest 100 KB snapshot of each of 100 streams, after open ==")
+    d = tempfile.mkdtemp(prefix="restore-", dir=tmp)
+    path = os.path.join(d, "store")
+    try:
+        streams = [f"actor-{i:03}" for i in range(100)]
+        latest: dict[str, bytes] = {}
+        with SegmentStore(path, segment_bytes=4 * 2**20) as store:
+            for version in range(3):
+                for i, s in enumerate(streams):
+                    store.append(s, semi_compressible(300, seed=i * 10 + version))
+                    snap = semi_compressible(100 * 1000, seed=100_000 + i * 10 + version)
+                    store.append(s, snap, kind=Kind.SNAPSHOT)
+                    latest[s] = snap
+        payloads = [latest[s] for s in streams]
+        frames = [zstandard.ZstdCompressor(level=LEVEL).compress(p) for p in payloads]
+        raw_mb = sum(map(len, payloads)) / 1e6
+        print(
+            f"   {len(_seg_files(path))} segments of 4 MiB; 3 snapshot versions per stream; "
+            f"{raw_mb:.1f} MB raw, {sum(map(len, frames)) / 1e6:.1f} MB compressed",
+            flush=True,
+        )
+        # Correctness once, outside timing.
+        with SegmentStore(path) as store:
+            got = store.latest_many(streams)
+        bad = [s for s in streams if got[s] is None or got[s].payload != latest[s]]
+        if bad:
+            problem(f"restore: latest_many returned wrong/missing payloads for {len(bad)} streams, e.g. {bad[:3]}")
+
+        a, b = Times(), Times()
+
+        def run_store() -> int:
+            store = SegmentStore(path)  # open: not timed
+            try:
+                t0 = time.perf_counter_ns()
+                store.latest_many(streams)
+                return time.perf_counter_ns() - t0
+            finally:
+                store.close()
+
+        def run_zstd() -> int:
+            t0 = time.perf_counter_ns()
+            dctx = zstandard.ZstdDecompressor()
+            for f in frames:
+                dctx.decompress(f)
+            return time.perf_counter_ns() - t0
+
+        run_store()
+        run_zstd()
+        for r in range(cfg.restore_rounds):
+            if r % 2 == 0:
+                a.ns.append(run_store())
+                b.ns.append(run_zstd())
+            else:
+                b.ns.append(run_zstd())
+                a.ns.append(run_store())
+        ratio = a.median_ms / b.median_ms
+        ok = ratio <= 1.3
+        print(f"{'arm':<40} {'runs':>4} | {'median ms':>9} {'p99 ms':>8} {'MB/s':>7}")
+        for name, t in (("store.latest_many(100 streams)", a), ("zstandard decompress loop (1 dctx)", b)):
+            print(f"{name:<40} {t.runs:>4} | {t.median_ms:>9.2f} {t.p99_ms:>8.2f} {raw_mb / (t.median_ms / 1e3):>7.0f}")
+        print(f"ratio latest_many / zstandard loop: {ratio:.2f}x   target <= 1.3x {verdict(ok)}", flush=True)
+        RESULTS.append(
+            {
+                "bench": "restore",
+                "streams": 100,
+                "snapshot_bytes": 100_000,
+                "runs": a.runs,
+                "pyactors": {"median_ms": a.median_ms, "p99_ms": a.p99_ms},
+                "zstandard": {"median_ms": b.median_ms, "p99_ms": b.p99_ms},
+                "ratio": ratio,
+                "target": 1.3,
+                "met": ok,
+            }
+        )
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+SECTIONS: dict[str, Callable[[Config, str], None]] = {
+    "appends": bench_appends,
+    "threads": bench_threads,
+    "open": bench_open,
+    "restore": bench_restore,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return the exit status (1 if the store misbehaved)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds; 128 MB open store")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
+    args = parser.parse_args(argv)
+    if args.quick:
+        cfg = Config(True, rounds=3, round_s=0.04, max_round_bytes=8 * 2**20, thread_rounds=3,
+                     open_bytes=128 * 2**20, open_runs=20, restore_rounds=10)
+    else:
+        cfg = Config(False, rounds=15, round_s=0.15, max_round_bytes=32 * 2**20, thread_rounds=11,
+                     open_bytes=2**30, open_runs=50, restore_rounds=30)
+    import pyactors
+
+    print(
+        f"pyactors {pyactors.__version__} bench_store ({'quick' if cfg.quick else 'full'}); "
+        f"python {platform.python_version()}, zstandard {zstandard.__version__}, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.2f}"
+    )
+    t_start = time.perf_counter()
+    tmp = tempfile.mkdtemp(prefix="pyactors-bench-")
+    try:
+        for name, fn in SECTIONS.items():
+            if args.only and name not in args.only:
+                continue
+            try:
+                fn(cfg, tmp)
+            except Exception as exc:
+                problem(f"{name}: {type(exc).__name__}: {exc}")
+                traceback.print_exc()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = time.perf_counter() - t_start
+    targets = [r for r in RESULTS if r.get("met") is not None]
+    met = sum(1 for r in targets if r["met"])
+    print(
+        f"\ntargets met: {met}/{len(targets)}; problems: {len(PROBLEMS)}; total {elapsed:.0f} s; "
+        f"load average now {os.getloadavg()[0]:.2f}"
+    )
+    for p in PROBLEMS:
+        print(f"  problem: {p}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "quick": cfg.quick,
+                    "config": asdict(cfg),
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "elapsed_s": elapsed,
+                    "results": RESULTS,
+                    "problems": PROBLEMS,
+                },
+                f,
+                indent=2,
+            )
+    return 1 if PROBLEMS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
