@@ -16,7 +16,8 @@ Comparisons:
   (batched: one ``os.writev`` per batch). Durability: process = nothing more,
   sync = ``os.fdatasync`` after each append (batched: after each batch), group = a
   background thread fdatasyncing every 5 ms.
-* ``sync`` with 8 threads appending at once vs one thread (pyactors only).
+* ``sync`` with 8 (and 16, 32) threads appending at once vs one thread (pyactors
+  only), with the appends covered by each fdatasync.
 * opening a store holding 1 GB (``--quick``: 128 MB) in sealed segments.
 * restoring the latest 100 KB snapshot of each of 100 streams after open
   (``latest_many``) vs decompressing the same 100 zstd frames with ``zstandard``.
@@ -473,71 +474,85 @@ def one_append_comparison(
 
 
 def bench_threads(cfg: Config, tmp: str) -> None:
-    print("\n== sync: 8 threads appending at once vs 1 thread (pyactors only, 100 B records) ==")
+    print("\n== sync: N threads appending at once vs 1 thread (pyactors only, 100 B records) ==")
     pool = payload_pool(100, seed=7)
     d = tempfile.mkdtemp(prefix="threads-", dir=tmp)
     store = SegmentStore(os.path.join(d, "store"), durability="sync")
-    threads_n = 8
+    counts = (1, 8, 16, 32)
     total = {"n": 0}
+    syncs = dict.fromkeys(counts, 0)
+    appended = dict.fromkeys(counts, 0)
     try:
 
-        def run_one(n: int) -> None:
-            append = store.append
-            for i in range(n):
-                append("t0", pool[i % len(pool)])
-            total["n"] += n
+        def make_run(threads_n: int) -> Callable[[int], int]:
+            def run(n: int) -> int:
+                per = max(1, n // threads_n)
+                barrier = threading.Barrier(threads_n + 1)
+                errors: list[BaseException] = []
 
-        def run_eight(n: int) -> int:
-            per = max(1, n // threads_n)
-            barrier = threading.Barrier(threads_n + 1)
-            errors: list[BaseException] = []
+                def worker(k: int) -> None:
+                    stream = f"t{k}"
+                    append = store.append
+                    barrier.wait()
+                    try:
+                        for i in range(per):
+                            append(stream, pool[(i + k) % len(pool)])
+                    except BaseException as exc:  # noqa: BLE001 - reported below
+                        errors.append(exc)
 
-            def worker(k: int) -> None:
-                stream = f"t{k}"
-                append = store.append
+                ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads_n)]
+                for t in ts:
+                    t.start()
+                syncs_before = store.stats()["syncs"]
                 barrier.wait()
-                try:
-                    for i in range(per):
-                        append(stream, pool[(i + k) % len(pool)])
-                except BaseException as exc:  # noqa: BLE001 - reported below
-                    errors.append(exc)
+                t0 = time.perf_counter_ns()
+                for t in ts:
+                    t.join()
+                elapsed = time.perf_counter_ns() - t0
+                if errors:
+                    raise errors[0]
+                syncs[threads_n] += store.stats()["syncs"] - syncs_before
+                appended[threads_n] += per * threads_n
+                total["n"] += per * threads_n
+                return elapsed  # from the barrier release: thread start-up excluded
 
-            ts = [threading.Thread(target=worker, args=(k,)) for k in range(threads_n)]
-            for t in ts:
-                t.start()
-            barrier.wait()
-            t0 = time.perf_counter_ns()
-            for t in ts:
-                t.join()
-            elapsed = time.perf_counter_ns() - t0
-            if errors:
-                raise errors[0]
-            total["n"] += per * threads_n
-            return elapsed  # from the barrier release: thread start-up excluded
+            return run
 
-        n1 = calibrate(run_one, 100, cfg, 20)
-        n8 = calibrate(run_eight, 100, cfg, 80)
-        n8 = max(threads_n, n8 // threads_n * threads_n)
-        one, eight = Rate(), Rate()
-        alternate([(run_one, n1), (run_eight, n8)], cfg.thread_rounds, [one, eight], 1)
-        ratio = eight.median / one.median
+        runs = {k: make_run(k) for k in counts}
+        sizes = {k: max(k, calibrate(runs[k], 100, cfg, 20 * k) // k * k) for k in counts}
+        rates = {k: Rate() for k in counts}
+        alternate([(runs[k], sizes[k]) for k in counts], cfg.thread_rounds, [rates[k] for k in counts], 1)
+        one = rates[1]
+        print(f"{'arm':<22} {'runs':>4} | {'median rec/s':>12} {'p99 rec/s':>10} {'vs 1 thread':>11} {'per fdatasync':>13}")
+        for k in counts:
+            r = rates[k]
+            label = f"{k} thread{'s' if k > 1 else ''}, sync"
+            per_sync = appended[k] / max(1, syncs[k])
+            print(
+                f"{label:<22} {r.runs:>4} | {fmt_rate(r.median):>12} {fmt_rate(r.p99):>10}"
+                f" {r.median / one.median:>10.2f}x {per_sync:>13.1f}"
+            )
+        ratio = rates[8].median / one.median
         ok = ratio >= 5.0
-        print(f"{'arm':<22} {'runs':>4} | {'median rec/s':>12} {'p99 rec/s':>10}")
-        print(f"{'1 thread, sync':<22} {one.runs:>4} | {fmt_rate(one.median):>12} {fmt_rate(one.p99):>10}")
-        print(f"{'8 threads, sync':<22} {eight.runs:>4} | {fmt_rate(eight.median):>12} {fmt_rate(eight.p99):>10}")
         print(f"ratio 8 threads / 1 thread: {ratio:.2f}x   target >= 5x {verdict(ok)}", flush=True)
         RESULTS.append(
             {
                 "bench": "sync_threads",
                 "runs": one.runs,
-                "one_thread": {"median_rec_s": one.median, "p99_rec_s": one.p99},
-                "eight_threads": {"median_rec_s": eight.median, "p99_rec_s": eight.p99},
+                **{
+                    f"threads_{k}": {
+                        "median_rec_s": rates[k].median,
+                        "p99_rec_s": rates[k].p99,
+                        "appends_per_fdatasync": appended[k] / max(1, syncs[k]),
+                    }
+                    for k in counts
+                },
                 "ratio": ratio,
                 "target": 5.0,
                 "met": ok,
             }
         )
-        got = sum(store.last_seq(f"t{k}") for k in range(threads_n))
+        got = sum(store.last_seq(f"t{k}") for k in range(max(counts)))
         if got != total["n"]:
             problem(f"sync threads: sum of last_seq = {got}, appended {total['n']}")
     finally:
