@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 BUILT  := $(VENV)/.pyactors-built
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py build bench soak clean
+.PHONY: help demo test test-rs test-py lint build bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -16,7 +16,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip "maturin>=1.9,<2"
 
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked --extras test,bench -q
+	$(VENV)/bin/maturin develop --release --locked --extras test,bench,lint -q
 	@touch $@
 
 build: $(BUILT) ## Build the native core (release) into .venv
@@ -24,10 +24,19 @@ build: $(BUILT) ## Build the native core (release) into .venv
 demo: $(BUILT) ## Run the main job
 	$(PY) -m pyactors.demo
 
-test: $(BUILT) test-rs test-py ## cargo test, then pytest
+test: $(BUILT) lint test-rs test-py ## lint, cargo test, then pytest
 
 test-rs: ## The Rust crate's tests (no Python needed)
 	cargo test --locked -p pyactors-core
+
+lint: $(BUILT) ## ruff, mypy --strict, stubtest of the native module, clippy, rustfmt
+	$(VENV)/bin/ruff check pyactors tests benches
+	$(VENV)/bin/ruff format --check pyactors tests benches
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest pyactors._core
+	cargo fmt --all --check
+	cargo clippy --locked --all-targets -- -D warnings
+	cargo clippy --locked --all-targets --features python -- -D warnings
 
 test-py: $(BUILT) ## The Python tests
 	$(PY) -m pytest -q

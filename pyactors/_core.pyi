@@ -1,7 +1,21 @@
 """Type stubs for the native module `pyactors._core` (private: use `pyactors.store`)."""
 
 from collections.abc import Iterator, Sequence
-from typing import Any, final
+from typing import Any, TypeAlias, final
+
+__all__ = [
+    "FLAG_ZSTD",
+    "FORMAT_VERSION",
+    "INDEX_MAGIC",
+    "KIND_TOMBSTONE",
+    "MAX_STREAM_LEN",
+    "RECORD_HEADER_LEN",
+    "SEGMENT_HEADER_LEN",
+    "SEGMENT_MAGIC",
+    "RecordIter",
+    "SegmentLog",
+    "__version__",
+]
 
 __version__: str
 FORMAT_VERSION: int
@@ -14,17 +28,17 @@ FLAG_ZSTD: int
 KIND_TOMBSTONE: int
 
 # (stream, kind, seq, timestamp_us, payload)
-RawRecord = tuple[str, int, int, int, bytes]
+_RawRecord: TypeAlias = tuple[str, int, int, int, bytes]
 
 @final
-class RecordIter(Iterator[RawRecord]):
+class RecordIter(Iterator[_RawRecord]):
     def __iter__(self) -> RecordIter: ...
-    def __next__(self) -> RawRecord: ...
+    def __next__(self) -> _RawRecord: ...
 
 @final
 class SegmentLog:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: str,
         *,
         durability: str = "process",
@@ -33,7 +47,7 @@ class SegmentLog:
         compression_level: int = 3,
         compress_min_bytes: int = 256,
         tolerant: bool = False,
-    ) -> None: ...
+    ) -> SegmentLog: ...
     @property
     def path(self) -> str: ...
     @property
@@ -43,8 +57,8 @@ class SegmentLog:
     def open_report(self) -> dict[str, Any]: ...
     def append(self, stream: str, kind: int, payload: bytes) -> tuple[int, int]: ...
     def append_many(self, records: Sequence[tuple[str, int, bytes]]) -> list[int]: ...
-    def latest(self, stream: str, kind: int) -> RawRecord | None: ...
-    def latest_many(self, streams: Sequence[str], kind: int) -> list[RawRecord | None]: ...
+    def latest(self, stream: str, kind: int) -> _RawRecord | None: ...
+    def latest_many(self, streams: Sequence[str], kind: int) -> list[_RawRecord | None]: ...
     def read(self, stream: str, after_seq: int = 0, kinds: Sequence[int] | None = None) -> RecordIter: ...
     def streams(self) -> list[str]: ...
     def last_seq(self, stream: str) -> int: ...

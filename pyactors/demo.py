@@ -112,7 +112,7 @@ class AckReader(threading.Thread):
             parts = line.split()
             if parts == [b"ready"]:
                 self.ready.set()
-            elif len(parts) == 2:  # noqa: PLR2004
+            elif len(parts) == 2:  # noqa: PLR2004 - 'stream seq'
                 self.acked[parts[0].decode()] = int(parts[1])
                 self.lines += 1
         self.ready.set()  # EOF: wake a waiter even if "ready" never came
@@ -134,8 +134,8 @@ def run_child(path: str, seconds: float) -> tuple[dict[str, int], float] | None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    assert proc.stdout is not None  # noqa: S101 - set by stdout=PIPE
-    assert proc.stderr is not None  # noqa: S101
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     reader = AckReader(proc.stdout)
     try:
         reader.ready.wait(timeout=30)
@@ -197,11 +197,19 @@ def check(store: SegmentStore, acked: dict[str, int]) -> tuple[bool, list[str]]:
         elif count < want:
             status = f"LOST {want - count:,}"
         else:
-            status = "LOST (" + ", ".join(
-                what
-                for what, bad in (("seq gap", not seqs_ok), ("bad payload", not payloads_ok), ("bad snapshot", not snap_ok))
-                if bad
-            ) + ")"
+            status = (
+                "LOST ("
+                + ", ".join(
+                    what
+                    for what, bad in (
+                        ("seq gap", not seqs_ok),
+                        ("bad payload", not payloads_ok),
+                        ("bad snapshot", not snap_ok),
+                    )
+                    if bad
+                )
+                + ")"
+            )
         latest = f"seq {snap.seq:,}" if snap else "-"
         rows.append(f"  {stream:<10} {want:>12,} {count:>10,} {latest:>16}  {status}")
     return ok, rows

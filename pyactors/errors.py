@@ -91,10 +91,7 @@ class FormatVersionError(StoreError):
         self.supported = supported
 
     def __str__(self) -> str:
-        return (
-            f"{self.path}: format version {self.found} is not supported "
-            f"(this build reads version {self.supported})"
-        )
+        return f"{self.path}: format version {self.found} is not supported (this build reads version {self.supported})"
 
 
 class StoreIOError(StoreError, OSError):

@@ -63,7 +63,7 @@ class PickleSerializer:
     def loads(self, data: bytes) -> Any:
         """Unpickle `data`; raise `SerializationError` if it is not a valid pickle."""
         try:
-            return pickle.loads(data)  # noqa: S301 - documented: trusted stores only
+            return pickle.loads(data)
         except Exception as exc:
             msg = f"cannot unpickle {len(data)} bytes: {exc}"
             raise SerializationError(msg) from exc
@@ -84,7 +84,7 @@ class MsgpackSerializer:
     def __init__(self) -> None:
         """Create a msgpack serializer; raise `ImportError` if msgpack is missing."""
         try:
-            import msgpack  # noqa: PLC0415 - optional dependency, loaded on use
+            import msgpack  # type: ignore[import-untyped]
         except ImportError as exc:  # pragma: no cover - depends on the environment
             msg = "MsgpackSerializer needs msgpack: pip install 'pyactors[msgpack]'"
             raise ImportError(msg) from exc
@@ -93,10 +93,11 @@ class MsgpackSerializer:
     def dumps(self, value: Any) -> bytes:
         """Encode plain data; raise `SerializationError` for any other type."""
         try:
-            return self._msgpack.packb(value, use_bin_type=True)
+            packed: bytes = self._msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             msg = f"msgpack serializer refuses {type(value).__name__}: {exc}"
             raise SerializationError(msg) from exc
+        return packed
 
     def loads(self, data: bytes) -> Any:
         """Decode msgpack bytes; raise `SerializationError` if they are invalid."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Self
 
 from pyactors import _core
 from pyactors.errors import InvalidArgumentError
@@ -267,19 +267,14 @@ class SegmentStore:
         """
         return self._log.append(stream, kind, payload)[0]
 
-    def append_many(
-        self, records: Iterable[tuple[str, bytes] | tuple[str, bytes, int]]
-    ) -> list[int]:
+    def append_many(self, records: Iterable[tuple[str, bytes] | tuple[str, bytes, int]]) -> list[int]:
         """Append many records in one write; return their sequence numbers.
 
         Each item is ``(stream, payload)`` (a `Kind.MESSAGE`) or
         ``(stream, payload, kind)``. All records are validated before any is
         written: either all are appended or none.
         """
-        batch = [
-            (item[0], item[2], item[1]) if len(item) == 3 else (item[0], Kind.MESSAGE, item[1])  # noqa: PLR2004
-            for item in records
-        ]
+        batch = [(item[0], item[2] if len(item) > 2 else Kind.MESSAGE, item[1]) for item in records]  # noqa: PLR2004
         return self._log.append_many(batch)
 
     def latest(self, stream: str, kind: int = Kind.SNAPSHOT) -> Record | None:
@@ -290,22 +285,15 @@ class SegmentStore:
         raw = self._log.latest(stream, kind)
         return None if raw is None else _record(raw)
 
-    def latest_many(
-        self, streams: Sequence[str], kind: int = Kind.SNAPSHOT
-    ) -> dict[str, Record | None]:
+    def latest_many(self, streams: Sequence[str], kind: int = Kind.SNAPSHOT) -> dict[str, Record | None]:
         """Return the newest record of `kind` for each stream.
 
         The payloads are read and decompressed on Rust threads in parallel.
         """
         raws = self._log.latest_many(list(streams), kind)
-        return {
-            stream: None if raw is None else _record(raw)
-            for stream, raw in zip(streams, raws, strict=True)
-        }
+        return {stream: None if raw is None else _record(raw) for stream, raw in zip(streams, raws, strict=True)}
 
-    def read(
-        self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None
-    ) -> Iterator[Record]:
+    def read(self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None) -> Iterator[Record]:
         """Iterate over the live records of `stream` with ``seq > after_seq``, in order.
 
         Args:
@@ -381,7 +369,7 @@ class SegmentStore:
         """Flush, stop the background flusher and release the writer lock. Idempotent."""
         self._log.close()
 
-    def __enter__(self) -> SegmentStore:
+    def __enter__(self) -> Self:
         """Return the store itself."""
         return self
 

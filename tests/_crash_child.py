@@ -80,7 +80,7 @@ def run_hold(path: str) -> None:
 def run_try(path: str) -> None:
     try:
         store = SegmentStore(path)
-    except Exception as exc:  # noqa: BLE001 - the parent checks the name
+    except Exception as exc:
         _say(f"{type(exc).__name__}\n")
     else:
         store.close()

@@ -93,7 +93,7 @@ def test_eight_threads_appending_and_reading_keep_streams_gap_free_and_each_thre
                     assert latest[SHARED] is not None
                     assert latest[SHARED].seq >= shared_seq
                     assert store.last_seq(own) == i + 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append((own, exc))
 
     def reader(n: int) -> None:
@@ -107,7 +107,7 @@ def test_eight_threads_appending_and_reading_keep_streams_gap_free_and_each_thre
                 seqs = [r.seq for r in store.read(stream, after_seq=after)]
                 assert seqs == list(range(after + 1, after + 1 + len(seqs)))
                 assert set(store.streams()) <= {SHARED, *(f"thread-{t}" for t in range(THREADS))}
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append((f"reader-{n}", exc))
 
     writers = [threading.Thread(target=writer, args=(t,)) for t in range(THREADS)]
@@ -145,7 +145,7 @@ def test_threads_appending_while_others_prune_and_compact_lose_no_live_record(st
             for i in range(per_thread):
                 assert store.append(f"thread-{t}", payload(t, i)) == i + 1
                 store.append(f"snap-{t}", payload(t, i), kind=Kind.SNAPSHOT)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     def janitor() -> None:
@@ -154,7 +154,7 @@ def test_threads_appending_while_others_prune_and_compact_lose_no_live_record(st
                 for t in range(4):
                     store.prune(f"snap-{t}", Kind.SNAPSHOT, keep_last=1)
                 store.compact(min_dead_ratio=0.3)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     appenders = [threading.Thread(target=appender, args=(t,)) for t in range(4)]

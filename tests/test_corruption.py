@@ -151,7 +151,9 @@ def test_garbage_after_the_last_record_is_truncated_and_reported(
     assert_contents(s, written)
 
 
-def test_corrupt_last_record_is_truncated_and_reported(store_path: Path, open_store: Callable[..., SegmentStore]) -> None:
+def test_corrupt_last_record_is_truncated_and_reported(
+    store_path: Path, open_store: Callable[..., SegmentStore]
+) -> None:
     written, active = _with_tail(store_path)
     last = frames(active.read_bytes())[-1]
     _flip(active, last.payload_pos + 5)

@@ -34,9 +34,7 @@ def _spawn(*args: str) -> subprocess.Popen[bytes]:
 
 
 def _try_open_in_child(path: Path) -> str:
-    done = subprocess.run(
-        [sys.executable, str(CHILD), "try", str(path)], capture_output=True, timeout=60, check=False
-    )
+    done = subprocess.run([sys.executable, str(CHILD), "try", str(path)], capture_output=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode().strip()
 
@@ -126,7 +124,7 @@ def test_a_second_process_gets_store_locked_error_until_the_holder_is_sigkilled(
         assert holder.stderr is not None
         try:
             line = holder.stdout.readline()
-            assert line == b"locked\n", holder.stderr.read().decode() if not line else line
+            assert line == b"locked\n", line or holder.stderr.read().decode()
             with pytest.raises(StoreLockedError) as excinfo:
                 SegmentStore(store_path)
             assert isinstance(excinfo.value, StoreError)

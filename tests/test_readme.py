@@ -17,4 +17,4 @@ def test_readme_has_python_examples() -> None:
 
 @pytest.mark.parametrize("source", EXAMPLES, ids=[f"example-{i}" for i in range(len(EXAMPLES))])
 def test_readme_example_runs(source: str) -> None:
-    exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})  # noqa: S102
+    exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})

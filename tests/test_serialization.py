@@ -100,9 +100,7 @@ def test_msgpack_refuses_anything_but_plain_data_with_serialization_error(value:
     assert isinstance(excinfo.value, PyActorsError)
 
 
-@pytest.mark.parametrize(
-    "value", [lambda: 1, threading.Lock(), (x for x in ())], ids=["lambda", "lock", "generator"]
-)
+@pytest.mark.parametrize("value", [lambda: 1, threading.Lock(), (x for x in ())], ids=["lambda", "lock", "generator"])
 def test_pickle_refuses_unpicklable_objects_with_serialization_error(value: Any) -> None:
     with pytest.raises(SerializationError):
         PickleSerializer().dumps(value)
@@ -136,7 +134,7 @@ def test_serializers_satisfy_the_protocol_and_a_store_carries_its_serializer(sto
 
 
 def _round_trip(exc: BaseException, protocol: int) -> Any:
-    return pickle.loads(pickle.dumps(exc, protocol=protocol))  # noqa: S301 - our own bytes
+    return pickle.loads(pickle.dumps(exc, protocol=protocol))
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
@@ -157,7 +155,14 @@ def test_errors_pickle_and_unpickle_with_their_attributes(protocol: int) -> None
     assert isinstance(io, StoreError)
     assert (io.errno, io.strerror, io.filename) == (errno.ENOSPC, "No space left on device", "/s/x.seg")
 
-    for cls in (StoreLockedError, StoreClosedError, InvalidArgumentError, SerializationError, StoreError, PyActorsError):
+    for cls in (
+        StoreLockedError,
+        StoreClosedError,
+        InvalidArgumentError,
+        SerializationError,
+        StoreError,
+        PyActorsError,
+    ):
         again = _round_trip(cls("some message"), protocol)
         assert type(again) is cls
         assert again.args == ("some message",)

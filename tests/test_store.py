@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from _segfile import dir_bytes, frames, index_files, segment_files
-from _util import DURABILITIES, SMALL_SEGMENT, assert_contents, fill_rolled, random_payload
+from _util import (
+    DURABILITIES,
+    SMALL_SEGMENT,
+    assert_contents,
+    fill_rolled,
+    random_payload,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -51,8 +57,8 @@ def _state(store: SegmentStore) -> dict[str, Any]:
 def test_append_assigns_gap_free_seqs_from_one_per_stream(store: SegmentStore) -> None:
     seqs: dict[str, list[int]] = {"a": [], "b": [], "wf/thread-7": []}
     for i in range(10):
-        for stream in seqs:
-            seqs[stream].append(store.append(stream, b"x%d" % i))
+        for stream, got in seqs.items():
+            got.append(store.append(stream, b"x%d" % i))
     assert seqs == {stream: list(range(1, 11)) for stream in seqs}
     assert store.last_seq("a") == 10
     assert store.last_seq("never-written") == 0
@@ -203,7 +209,14 @@ KIND_CYCLE = [Kind.MESSAGE, Kind.SNAPSHOT, Kind.CHECKPOINT, Kind.user(0), Kind.u
 
 @pytest.mark.parametrize(
     "kinds",
-    [[Kind.SNAPSHOT], [Kind.MESSAGE, Kind.CHECKPOINT], [Kind.user(127)], [Kind.user(0), Kind.SNAPSHOT], KIND_CYCLE, [200]],
+    [
+        [Kind.SNAPSHOT],
+        [Kind.MESSAGE, Kind.CHECKPOINT],
+        [Kind.user(127)],
+        [Kind.user(0), Kind.SNAPSHOT],
+        KIND_CYCLE,
+        [200],
+    ],
 )
 def test_read_with_kinds_yields_only_those_kinds_in_seq_order(store: SegmentStore, kinds: list[int]) -> None:
     for i in range(20):
@@ -260,9 +273,7 @@ def test_append_many_returns_seqs_in_order_across_streams_and_kinds(store: Segme
     [("", b"x"), ("a" * 256, b"x"), ("é" * 128, b"x"), ("ok", b"x", 0), ("ok", b"x", 4)],
     ids=["empty stream", "256-byte stream", "256-byte utf8 stream", "kind 0", "kind 4 (tombstone)"],
 )
-def test_append_many_with_one_invalid_record_writes_none_of_them(
-    store: SegmentStore, bad: tuple[Any, ...]
-) -> None:
+def test_append_many_with_one_invalid_record_writes_none_of_them(store: SegmentStore, bad: tuple[Any, ...]) -> None:
     store.append("a", b"before")
     before = _state(store)
     with pytest.raises(InvalidArgumentError):
@@ -586,12 +597,17 @@ def test_compact_after_prune_shrinks_files_on_disk_and_the_latest_snapshot_survi
     assert s.latest("actor").payload == snapshots[-1]  # type: ignore[union-attr]
     s.close()
     s = open_store()
-    assert [(r.kind, r.payload) for r in s.read("actor")] == [(Kind.SNAPSHOT, snapshots[-1]), (Kind.MESSAGE, b"a message")]
+    assert [(r.kind, r.payload) for r in s.read("actor")] == [
+        (Kind.SNAPSHOT, snapshots[-1]),
+        (Kind.MESSAGE, b"a message"),
+    ]
     assert s.latest("actor").seq == 150  # type: ignore[union-attr]
     assert s.verify().ok
 
 
-def test_compact_without_dead_records_removes_nothing(store_path: Path, open_store: Callable[..., SegmentStore]) -> None:
+def test_compact_without_dead_records_removes_nothing(
+    store_path: Path, open_store: Callable[..., SegmentStore]
+) -> None:
     s = open_store(segment_bytes=SMALL_SEGMENT)
     written = fill_rolled(s, records=200)
     segs = [p.name for p in segment_files(store_path)]
@@ -649,7 +665,7 @@ def test_every_call_after_close_raises_store_closed_error(store_path: Path) -> N
             outcomes[name] = "returned"
         except StoreClosedError:
             outcomes[name] = "StoreClosedError"
-        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+        except Exception as exc:
             outcomes[name] = f"{type(exc).__name__}: {exc}"
     assert outcomes == dict.fromkeys(calls, "StoreClosedError")
     s.close()  # idempotent

@@ -50,9 +50,7 @@ pub fn index_name(base: u64) -> String {
 /// The base offset in a segment or index file name with `suffix`, if it is one.
 pub fn parse_name(name: &str, suffix: &str) -> Option<u64> {
     let digits = name.strip_suffix(suffix)?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit())).then(|| digits.parse().ok()).flatten()
 }
 
 // Format: segment header, SEGMENT_HEADER_LEN = 32 bytes
@@ -290,7 +288,16 @@ pub fn decode_summary(base: u64, segment_len: u64, records: u64, b: &[u8]) -> Op
         for _ in 0..nt {
             tombstones.push((c.u8()?, c.u64()?));
         }
-        streams.push(StreamSummary { stream, last_seq, max_entry_seq, entries_at, entries, entries_crc, latest, tombstones });
+        streams.push(StreamSummary {
+            stream,
+            last_seq,
+            max_entry_seq,
+            entries_at,
+            entries,
+            entries_crc,
+            latest,
+            tombstones,
+        });
     }
     (c.at == b.len()).then_some(IndexSummary { base, segment_len, records, streams })
 }
@@ -344,8 +351,20 @@ mod tests {
             segment_len: 999,
             records: 3,
             streams: vec![
-                StreamSummary { stream: "a".into(), last_seq: 2, max_entry_seq: 2, latest: vec![e(2, 1)], ..Default::default() },
-                StreamSummary { stream: "bb".into(), last_seq: 9, max_entry_seq: 1, tombstones: vec![(0, 9)], ..Default::default() },
+                StreamSummary {
+                    stream: "a".into(),
+                    last_seq: 2,
+                    max_entry_seq: 2,
+                    latest: vec![e(2, 1)],
+                    ..Default::default()
+                },
+                StreamSummary {
+                    stream: "bb".into(),
+                    last_seq: 9,
+                    max_entry_seq: 1,
+                    tombstones: vec![(0, 9)],
+                    ..Default::default()
+                },
             ],
         };
         let entries = vec![vec![e(1, 2), e(2, 1)], vec![e(1, 2)]];

@@ -83,11 +83,7 @@ impl StreamIdx {
 
     /// The newest live record of `kind`.
     pub fn latest_of(&self, kind: u8) -> Option<Loc> {
-        self.latest
-            .iter()
-            .find(|l| l.entry.kind == kind)
-            .copied()
-            .filter(|l| !self.is_dead(kind, l.entry.seq))
+        self.latest.iter().find(|l| l.entry.kind == kind).copied().filter(|l| !self.is_dead(kind, l.entry.seq))
     }
 
     /// Record a frame written to the active segment `seg`.

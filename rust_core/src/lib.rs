@@ -18,5 +18,7 @@ pub mod scan;
 mod py;
 
 pub use error::{CoreError, Result};
-pub use log::{CompactReport, Durability, Log, NewRecord, OpenReport, Options, Record, RecoveryMode, Stats, VerifyReport};
+pub use log::{
+    CompactReport, Durability, Log, NewRecord, OpenReport, Options, Record, RecoveryMode, Stats, VerifyReport,
+};
 pub use scan::Damage;

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::codec;
 use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
-    decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index,
-    encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
-    IndexSummary, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE,
-    MAX_PAYLOAD, MAX_STREAM_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index, encode_segment_header,
+    encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError, IndexSummary, FORMAT_VERSION,
+    INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -285,7 +285,9 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 fn header_error(path: &Path, e: HeaderError) -> CoreError {
     match e {
-        HeaderError::Version(found) => CoreError::FormatVersion { path: path.to_owned(), found, supported: FORMAT_VERSION },
+        HeaderError::Version(found) => {
+            CoreError::FormatVersion { path: path.to_owned(), found, supported: FORMAT_VERSION }
+        }
         HeaderError::Invalid(reason) => CoreError::corrupt(path, 0, reason),
     }
 }
@@ -689,8 +691,14 @@ impl Inner {
                     }
                 };
                 let ts = r.timestamp_us.unwrap_or(ts_now);
-                let header =
-                    Header { offset: w.next_offset + i as u64, seq, timestamp_us: ts, kind: r.kind, flags: r.flags, raw_len: r.raw_len };
+                let header = Header {
+                    offset: w.next_offset + i as u64,
+                    seq,
+                    timestamp_us: ts,
+                    kind: r.kind,
+                    flags: r.flags,
+                    raw_len: r.raw_len,
+                };
                 let pos = w.pos + w.buf.len() as u64;
                 let len = record::encode(&mut w.buf, &header, &r.stream, &r.stored);
                 entries.push(Entry { seq, pos, len: len as u32, kind: r.kind });
@@ -912,7 +920,13 @@ impl Inner {
         }
         let payload = codec::decompress(f.payload, f.header.flags, f.header.raw_len as usize)
             .map_err(|why| CoreError::corrupt(&path, loc.entry.pos, why))?;
-        Ok(Record { stream: stream.to_owned(), kind: f.header.kind, seq: f.header.seq, timestamp_us: f.header.timestamp_us, payload })
+        Ok(Record {
+            stream: stream.to_owned(),
+            kind: f.header.kind,
+            seq: f.header.seq,
+            timestamp_us: f.header.timestamp_us,
+            payload,
+        })
     }
 
     /// A sealed segment's entries for `stream`, from its index file. A damaged index
@@ -926,7 +940,8 @@ impl Inner {
         };
         let path = self.dir.join(index_name(seg));
         let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
-        let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok() && crc32c::crc32c(&buf) == crc;
+        let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok()
+            && crc32c::crc32c(&buf) == crc;
         if ok {
             return Ok(decode_entries(&buf));
         }
@@ -937,16 +952,14 @@ impl Inner {
             let _one_at_a_time = lock(&self.rebuilding);
             rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption)?.0
         };
-        let entries = summary
-            .streams
-            .iter()
-            .find(|s| s.stream == stream)
-            .map(|s| (s.entries_at, s.entries))
-            .map_or(Ok(Vec::new()), |(at, n)| {
+        let entries = summary.streams.iter().find(|s| s.stream == stream).map(|s| (s.entries_at, s.entries)).map_or(
+            Ok(Vec::new()),
+            |(at, n)| {
                 let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
                 self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).at(&path)?;
                 Ok::<_, CoreError>(decode_entries(&buf))
-            })?;
+            },
+        )?;
         let mut idx = write(&self.index);
         if let Some(s) = idx.sealed.get_mut(&seg) {
             s.streams = summary.streams.into_iter().map(|s| (s.stream.clone(), s)).collect();
@@ -969,7 +982,10 @@ impl Inner {
                     .iter()
                     .copied()
                     .filter(|seg| {
-                        idx.sealed.get(seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| ss.max_entry_seq > after_seq)
+                        idx.sealed
+                            .get(seg)
+                            .and_then(|ss| ss.streams.get(stream))
+                            .is_some_and(|ss| ss.max_entry_seq > after_seq)
                     })
                     .collect();
                 let locs: Vec<Loc> = s.active.iter().map(|&entry| Loc { seg: idx.active_base, entry }).collect();
@@ -1027,7 +1043,8 @@ impl Inner {
         let sealed: Vec<(u64, u64)> = read(&self.index).sealed.iter().map(|(b, s)| (*b, s.len)).collect();
         let mut report = CompactReport { bytes_before, ..CompactReport::default() };
         for (seg, len) in sealed {
-            let streams: Vec<String> = read(&self.index).sealed.get(&seg).map(|s| s.streams.keys().cloned().collect()).unwrap_or_default();
+            let streams: Vec<String> =
+                read(&self.index).sealed.get(&seg).map(|s| s.streams.keys().cloned().collect()).unwrap_or_default();
             let mut live: Vec<(String, Entry)> = Vec::new();
             let mut tombstoned: Vec<String> = Vec::new();
             for stream in &streams {
@@ -1035,7 +1052,11 @@ impl Inner {
                 let idx = read(&self.index);
                 let Some(s) = idx.streams.get(stream) else { continue };
                 live.extend(entries.into_iter().filter(|e| !s.is_dead(e.kind, e.seq)).map(|e| (stream.clone(), e)));
-                let has_tombstones = idx.sealed.get(&seg).and_then(|ss| ss.streams.get(stream)).is_some_and(|ss| !ss.tombstones.is_empty());
+                let has_tombstones = idx
+                    .sealed
+                    .get(&seg)
+                    .and_then(|ss| ss.streams.get(stream))
+                    .is_some_and(|ss| !ss.tombstones.is_empty());
                 if has_tombstones && !s.tombstones().is_empty() {
                     tombstoned.push(stream.clone());
                 }
@@ -1052,7 +1073,8 @@ impl Inner {
             for (stream, e) in &live {
                 let mut buf = vec![0u8; e.len as usize];
                 h.read_exact_at(&mut buf, e.pos).at(&path)?;
-                let f = record::decode(&buf).map_err(|_| CoreError::corrupt(&path, e.pos, "damaged record met by compaction"))?;
+                let f = record::decode(&buf)
+                    .map_err(|_| CoreError::corrupt(&path, e.pos, "damaged record met by compaction"))?;
                 copies.push(Prepared {
                     stream: stream.clone(),
                     kind: f.header.kind,
@@ -1128,7 +1150,12 @@ impl Inner {
             report.segments += 1;
             report.bytes += bytes.len() as u64;
             if let Err(e) = decode_segment_header(&bytes) {
-                report.damaged.push(Damage { path: path.clone(), offset: 0, length: SEGMENT_HEADER_LEN as u64, reason: format!("{e:?}") });
+                report.damaged.push(Damage {
+                    path: path.clone(),
+                    offset: 0,
+                    length: SEGMENT_HEADER_LEN as u64,
+                    reason: format!("{e:?}"),
+                });
                 continue;
             }
             let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
@@ -1181,7 +1208,8 @@ fn write_file_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[
 fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> std::result::Result<(), Damage> {
     let path = dir.join(index_name(seg));
     let damage = |offset: u64, reason: String| Damage { path: path.clone(), offset, length: 0, reason };
-    let bytes = fs.open(&path, false).and_then(|h| read_all_io(&h)).map_err(|e| damage(0, format!("cannot read: {e}")))?;
+    let bytes =
+        fs.open(&path, false).and_then(|h| read_all_io(&h)).map_err(|e| damage(0, format!("cannot read: {e}")))?;
     let summary = parse_index(&bytes, seg).map_err(|(off, why)| damage(off, why))?;
     if summary.segment_len != seg_len {
         return Err(damage(24, format!("index says the segment is {} bytes, it is {seg_len}", summary.segment_len)));
@@ -1214,7 +1242,10 @@ fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64
     if base != seg {
         return Err((16, format!("index is for segment {base}, not {seg}")));
     }
-    let end = usize::try_from(sum_len).ok().and_then(|l| INDEX_HEADER_LEN.checked_add(l)).ok_or((40, "bad summary length".to_string()))?;
+    let end = usize::try_from(sum_len)
+        .ok()
+        .and_then(|l| INDEX_HEADER_LEN.checked_add(l))
+        .ok_or((40, "bad summary length".to_string()))?;
     let sum = bytes.get(INDEX_HEADER_LEN..end).ok_or((40, "summary cut short".to_string()))?;
     if crc32c::crc32c(sum) != sum_crc {
         return Err((INDEX_HEADER_LEN as u64, "summary checksum mismatch".into()));
@@ -1231,12 +1262,21 @@ fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) 
     let mut damaged = Vec::new();
     match decode_segment_header(&bytes) {
         Ok(base) if base == seg => {}
-        Err(HeaderError::Version(found)) => return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION }),
+        Err(HeaderError::Version(found)) => {
+            return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION })
+        }
         // Tolerant: a damaged header is reported and the records after it still count.
         Ok(_) | Err(HeaderError::Invalid(_)) if mode == RecoveryMode::TolerateAnyCorruption => {
-            damaged.push(Damage { path: path.clone(), offset: 0, length: SEGMENT_HEADER_LEN as u64, reason: "bad segment header".into() });
+            damaged.push(Damage {
+                path: path.clone(),
+                offset: 0,
+                length: SEGMENT_HEADER_LEN as u64,
+                reason: "bad segment header".into(),
+            });
         }
-        Ok(base) => return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}"))),
+        Ok(base) => {
+            return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}")))
+        }
         Err(e) => return Err(header_error(&path, e)),
     }
     let Scan { records, damaged: found, tail } = scan(&bytes, &path, seg);
@@ -1252,7 +1292,8 @@ fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) 
         let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };
         streams.entry(r.stream.clone()).or_default().add_active(seg, e, r.tombstone);
     }
-    let mut summary = IndexSummary { base: seg, segment_len: bytes.len() as u64, records: records.len() as u64, streams: Vec::new() };
+    let mut summary =
+        IndexSummary { base: seg, segment_len: bytes.len() as u64, records: records.len() as u64, streams: Vec::new() };
     let mut all_entries = Vec::new();
     let mut names: Vec<&String> = streams.keys().collect();
     names.sort_unstable();
@@ -1286,7 +1327,8 @@ impl Recovery<'_> {
         }
         let mut segs: Vec<u64> = names.iter().filter_map(|n| parse_name(n, SEGMENT_SUFFIX)).collect();
         segs.sort_unstable();
-        let has_index: std::collections::HashSet<u64> = names.iter().filter_map(|n| parse_name(n, INDEX_SUFFIX)).collect();
+        let has_index: std::collections::HashSet<u64> =
+            names.iter().filter_map(|n| parse_name(n, INDEX_SUFFIX)).collect();
         let mut index = Index::default();
         let mut handles = HashMap::new();
         let tolerant = self.opts.recovery == RecoveryMode::TolerateAnyCorruption;
@@ -1294,7 +1336,16 @@ impl Recovery<'_> {
             let file = create_segment(self.fs, self.dir, 0)?;
             handles.insert(0, Arc::clone(&file));
             report.segments = 1;
-            let w = Writer { file, base: 0, pos: SEGMENT_HEADER_LEN as u64, next_offset: 0, lsn: 0, appended: 0, buf: Vec::new(), failed: None };
+            let w = Writer {
+                file,
+                base: 0,
+                pos: SEGMENT_HEADER_LEN as u64,
+                next_offset: 0,
+                lsn: 0,
+                appended: 0,
+                buf: Vec::new(),
+                failed: None,
+            };
             return Ok((w, index, handles, report));
         };
         let mut next_offset = 0;
@@ -1360,7 +1411,8 @@ impl Recovery<'_> {
                 self.sealed_damage(seg, tolerant, report, CoreError::corrupt(&path, len.min(s.segment_len), why))
             }
             None => {
-                let mode = if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
+                let mode =
+                    if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
                 let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, mode)?;
                 report.rebuilt_indexes.push(idx_path);
                 report.damaged.extend(damaged);
@@ -1384,7 +1436,14 @@ impl Recovery<'_> {
         Ok(summary)
     }
 
-    fn open_active(&self, seg: u64, min_offset: u64, tolerant: bool, index: &mut Index, report: &mut OpenReport) -> Result<(Writer, u64)> {
+    fn open_active(
+        &self,
+        seg: u64,
+        min_offset: u64,
+        tolerant: bool,
+        index: &mut Index,
+        report: &mut OpenReport,
+    ) -> Result<(Writer, u64)> {
         let path = self.dir.join(segment_name(seg));
         let file = self.fs.open(&path, true).at(&path)?;
         let mut bytes = read_all(&file, &path)?;
@@ -1404,13 +1463,23 @@ impl Recovery<'_> {
         }
         match decode_segment_header(&bytes) {
             Ok(base) if base == seg => {}
-            Ok(base) => return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}"))),
+            Ok(base) => {
+                return Err(CoreError::corrupt(
+                    &path,
+                    16,
+                    format!("header says base offset {base}, file name says {seg}"),
+                ))
+            }
             Err(e) => return Err(header_error(&path, e)),
         }
         let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
         if let Some(d) = damaged.first() {
             if !tolerant {
-                return Err(CoreError::corrupt(&path, d.offset, format!("{} (valid records follow, so this is not a torn tail)", d.reason)));
+                return Err(CoreError::corrupt(
+                    &path,
+                    d.offset,
+                    format!("{} (valid records follow, so this is not a torn tail)", d.reason),
+                ));
             }
         }
         report.damaged.extend(damaged);

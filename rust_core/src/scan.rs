@@ -120,8 +120,8 @@ fn resync(bytes: &[u8], from: u64, expected: u64) -> Option<(u64, u64)> {
         let cand = &bytes[q as usize..];
         let max_offset = expected + (q - from) / MIN_FRAME + 1;
         let offset = offset_field(cand).unwrap_or(0);
-        let plausible = (expected..=max_offset).contains(&offset)
-            && announced_len(cand).is_some_and(|l| q + l as u64 <= end);
+        let plausible =
+            (expected..=max_offset).contains(&offset) && announced_len(cand).is_some_and(|l| q + l as u64 <= end);
         if plausible && decode(cand).is_ok() {
             return Some((q, offset));
         }

@@ -4,7 +4,8 @@
 use pyactors_core::format as f;
 
 fn table() -> Vec<(String, String)> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md")).expect("docs/FORMAT.md");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md")).expect("docs/FORMAT.md");
     let section = doc.split("## Constants").nth(1).expect("constants section");
     let section = section.split("\n## ").next().expect("section end");
     section
@@ -48,7 +49,14 @@ fn every_documented_constant_matches_the_code() {
 
 #[test]
 fn documented_record_layout_matches_an_encoded_record() {
-    let h = pyactors_core::record::Header { offset: 0x0102, seq: 0x0304, timestamp_us: 0x0506, kind: 2, flags: 0, raw_len: 3 };
+    let h = pyactors_core::record::Header {
+        offset: 0x0102,
+        seq: 0x0304,
+        timestamp_us: 0x0506,
+        kind: 2,
+        flags: 0,
+        raw_len: 3,
+    };
     let mut out = Vec::new();
     pyactors_core::record::encode(&mut out, &h, "ab", b"xyz");
     assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize, 32 + 2 + 3);

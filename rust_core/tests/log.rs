@@ -29,8 +29,11 @@ fn fill(log: &Log, stream: &str, n: u64) {
 }
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(dir).expect("dir").map(|e| e.expect("entry").path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
     v.sort();
     v
 }
@@ -253,7 +256,10 @@ fn a_future_format_version_is_refused() {
     let mut bytes = std::fs::read(&seg).expect("read");
     bytes[8] = 2;
     std::fs::write(&seg, &bytes).expect("write");
-    assert!(matches!(Log::open(d.path(), Options::default()), Err(CoreError::FormatVersion { found: 2, supported: 1, .. })));
+    assert!(matches!(
+        Log::open(d.path(), Options::default()),
+        Err(CoreError::FormatVersion { found: 2, supported: 1, .. })
+    ));
 }
 
 #[test]
@@ -302,7 +308,10 @@ fn prune_and_delete_write_tombstones_that_survive_reopen() {
     drop(log);
     let log = Log::open(d.path(), small()).expect("reopen");
     let snaps = log.read("s", 0, Some(&[1])).expect("read");
-    assert_eq!(snaps.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(), vec![b"snap 7".to_vec(), b"snap 8".to_vec(), b"snap 9".to_vec()]);
+    assert_eq!(
+        snaps.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+        vec![b"snap 7".to_vec(), b"snap 8".to_vec(), b"snap 9".to_vec()]
+    );
     assert_eq!(log.read("s", 0, Some(&[2])).expect("read").len(), 10);
     assert_eq!(log.delete_stream("s").expect("delete"), 13);
     assert_eq!(log.delete_stream("s").expect("delete again"), 0);
@@ -349,7 +358,8 @@ fn batched_append_is_one_write_with_consecutive_seqs() {
     let d = tmp("batch");
     let log = Log::open(d.path(), Options::default()).expect("open");
     let p = payload(1);
-    let batch: Vec<NewRecord<'_>> = (0..10).map(|i| NewRecord { stream: if i % 2 == 0 { "x" } else { "y" }, kind: 2, payload: &p }).collect();
+    let batch: Vec<NewRecord<'_>> =
+        (0..10).map(|i| NewRecord { stream: if i % 2 == 0 { "x" } else { "y" }, kind: 2, payload: &p }).collect();
     let out = log.append_many(&batch).expect("append");
     let seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
     assert_eq!(seqs, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
@@ -361,7 +371,8 @@ fn batched_append_is_one_write_with_consecutive_seqs() {
 #[test]
 fn sync_appends_from_many_threads_share_fdatasyncs_and_stay_gap_free() {
     let d = tmp("sync");
-    let log = Arc::new(Log::open(d.path(), Options { durability: Durability::Sync, ..Options::default() }).expect("open"));
+    let log =
+        Arc::new(Log::open(d.path(), Options { durability: Durability::Sync, ..Options::default() }).expect("open"));
     let threads: Vec<_> = (0..8)
         .map(|t| {
             let log = Arc::clone(&log);
@@ -391,7 +402,10 @@ fn invalid_arguments_write_nothing() {
     assert!(matches!(log.append("s", 0, b"x"), Err(CoreError::InvalidArgument(_))));
     assert!(matches!(log.append("s", 4, b"x"), Err(CoreError::InvalidArgument(_))));
     assert!(log.streams().expect("streams").is_empty());
-    assert!(matches!(Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }), Err(CoreError::InvalidArgument(_))));
+    assert!(matches!(
+        Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }),
+        Err(CoreError::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -402,12 +416,14 @@ fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
         for i in 0..20u64 {
             // Incompressible: a 64 KiB xorshift stream.
             let mut x = i + 1;
-            let big: Vec<u8> = (0..64 * 1024).map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            }).collect();
+            let big: Vec<u8> = (0..64 * 1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
             log.append("a", 2, &big).expect("append");
         }
     }

@@ -42,7 +42,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=64<<20, compression_level=3, compress_min_bytes=256, tolerant=false))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -120,7 +120,12 @@ impl PySegmentLog {
         Ok(r.map(|r| to_py(py, r)))
     }
 
-    fn latest_many<'py>(&self, py: Python<'py>, streams: Vec<String>, kind: i64) -> PyResult<Vec<Option<RawRecord<'py>>>> {
+    fn latest_many<'py>(
+        &self,
+        py: Python<'py>,
+        streams: Vec<String>,
+        kind: i64,
+    ) -> PyResult<Vec<Option<RawRecord<'py>>>> {
         let kind = self::kind(kind)?;
         let out = py.detach(|| self.log.latest_many(&streams, kind))?;
         Ok(out.into_iter().map(|r| r.map(|r| to_py(py, r))).collect())
