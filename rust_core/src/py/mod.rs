@@ -138,12 +138,12 @@ impl PySegmentLog {
         Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, next: std::sync::atomic::AtomicUsize::new(0) })
     }
 
-    fn streams(&self) -> PyResult<Vec<String>> {
-        Ok(self.log.streams()?)
+    fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(py.detach(|| self.log.streams())?)
     }
 
-    fn last_seq(&self, stream: &str) -> PyResult<u64> {
-        Ok(self.log.last_seq(stream)?)
+    fn last_seq(&self, py: Python<'_>, stream: &str) -> PyResult<u64> {
+        Ok(py.detach(|| self.log.last_seq(stream))?)
     }
 
     fn prune(&self, py: Python<'_>, stream: &str, kind: i64, keep_last: u64) -> PyResult<u64> {
@@ -177,7 +177,8 @@ impl PySegmentLog {
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.log.stats()?;
+        // Waits for the writer lock, which a compaction may hold for a while.
+        let s = py.detach(|| self.log.stats())?;
         let d = PyDict::new(py);
         d.set_item("segments", s.segments)?;
         d.set_item("bytes", s.bytes)?;
