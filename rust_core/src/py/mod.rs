@@ -4,7 +4,8 @@
 
 mod errors;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -135,7 +136,7 @@ impl PySegmentLog {
     fn read(&self, py: Python<'_>, stream: String, after_seq: u64, kinds: Option<Vec<i64>>) -> PyResult<PyRecordIter> {
         let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
         let locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
-        Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, next: std::sync::atomic::AtomicUsize::new(0) })
+        Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, pending: Mutex::new((0, VecDeque::new())) })
     }
 
     fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -197,14 +198,19 @@ impl PySegmentLog {
     }
 }
 
-/// Iterator over records located by `SegmentLog.read`; reads each one lazily.
+/// Iterator over records located by `SegmentLog.read`. Reads lazily, a chunk of
+/// records (at most `CHUNK_RECORDS` or `CHUNK_BYTES`) per release of the GIL.
 #[pyclass(name = "RecordIter", module = "pyactors._core", frozen)]
 struct PyRecordIter {
     log: Arc<Log>,
     stream: String,
     locs: Vec<Located>,
-    next: std::sync::atomic::AtomicUsize,
+    /// (index of the next location to read, records read but not yet returned)
+    pending: Mutex<(usize, VecDeque<Record>)>,
 }
+
+const CHUNK_RECORDS: usize = 256;
+const CHUNK_BYTES: u64 = 1 << 20;
 
 #[pymethods]
 impl PyRecordIter {
@@ -213,10 +219,37 @@ impl PyRecordIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<RawRecord<'py>>> {
-        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let Some(at) = self.locs.get(i) else { return Ok(None) };
-        let r = py.detach(|| self.log.read_at(&self.stream, at))?;
-        Ok(Some(to_py(py, r)))
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if pending.1.is_empty() {
+            let start = pending.0;
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < self.locs.len() && end - start < CHUNK_RECORDS && (end == start || bytes < CHUNK_BYTES) {
+                bytes += u64::from(self.locs[end].loc.entry.len);
+                end += 1;
+            }
+            let chunk = &self.locs[start..end];
+            // Read in order and stop at the first error: the records before a damaged
+            // one are still returned, then the error is raised at its place.
+            let (records, error) = py.detach(|| {
+                let mut records = Vec::with_capacity(chunk.len());
+                for at in chunk {
+                    match self.log.read_at(&self.stream, at) {
+                        Ok(r) => records.push(r),
+                        Err(e) => return (records, Some(e)),
+                    }
+                }
+                (records, None)
+            });
+            pending.0 = start + records.len();
+            pending.1.extend(records);
+            if pending.1.is_empty() {
+                if let Some(e) = error {
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(pending.1.pop_front().map(|r| to_py(py, r)))
     }
 }
 
