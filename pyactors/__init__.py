@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 from pyactors._core import __version__
+from pyactors.actor import PersistentActor, RecoveredActor, recover
 from pyactors.errors import (
+    ActorCrashedError,
     CorruptSegmentError,
     FormatVersionError,
     InvalidArgumentError,
     PyActorsError,
+    RestartIntensityError,
     SerializationError,
     StoreClosedError,
     StoreError,
@@ -27,8 +30,10 @@ from pyactors.store import (
     SegmentStore,
     VerifyReport,
 )
+from pyactors.supervisor import RestartStats, Strategy, SupervisedRef, Supervisor, SupervisorRef
 
 __all__ = [
+    "ActorCrashedError",
     "CompactReport",
     "CorruptSegmentError",
     "Damage",
@@ -38,9 +43,13 @@ __all__ = [
     "Kind",
     "MsgpackSerializer",
     "OpenReport",
+    "PersistentActor",
     "PickleSerializer",
     "PyActorsError",
     "Record",
+    "RecoveredActor",
+    "RestartIntensityError",
+    "RestartStats",
     "SegmentStore",
     "SerializationError",
     "Serializer",
@@ -48,8 +57,13 @@ __all__ = [
     "StoreError",
     "StoreIOError",
     "StoreLockedError",
+    "Strategy",
+    "SupervisedRef",
+    "Supervisor",
+    "SupervisorRef",
     "VerifyReport",
     "__version__",
+    "recover",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

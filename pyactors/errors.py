@@ -8,11 +8,15 @@ process can hand them to a supervisor in another process.
 
 from __future__ import annotations
 
+import pykka
+
 __all__ = [
+    "ActorCrashedError",
     "CorruptSegmentError",
     "FormatVersionError",
     "InvalidArgumentError",
     "PyActorsError",
+    "RestartIntensityError",
     "SerializationError",
     "StoreClosedError",
     "StoreError",
@@ -101,3 +105,52 @@ class StoreIOError(StoreError, OSError):
     `errno.ENOSPC`. A failed append leaves the store readable and consistent,
     and nothing acknowledged before it is lost.
     """
+
+
+class ActorCrashedError(PyActorsError, pykka.ActorDeadError):
+    """The persistent actor crashed before handling this message.
+
+    Raised to callers waiting on an `ask` (or a proxy future) that was still queued
+    when the actor crashed. The message itself is journaled: it is delivered to the
+    actor again after its restart. Also a `pykka.ActorDeadError`.
+
+    Attributes:
+        persistence_id: The actor's id.
+        reason: The crash, as text.
+    """
+
+    def __init__(self, persistence_id: str, reason: str) -> None:
+        super().__init__(persistence_id, reason)
+        self.persistence_id = persistence_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"persistent actor {self.persistence_id!r} crashed ({self.reason}) before handling the message; "
+            "it will be delivered again after the restart"
+        )
+
+
+class RestartIntensityError(PyActorsError):
+    """A supervisor's children failed more often than its restart intensity allows.
+
+    The supervisor stopped its children and failed with this error, which escalates
+    to its own supervisor when it has one. Refs to its children raise it afterwards.
+
+    Attributes:
+        supervisor: The supervisor's name.
+        restarts: Restarts counted within the period.
+        period: The period, in seconds.
+    """
+
+    def __init__(self, supervisor: str, restarts: int, period: float) -> None:
+        super().__init__(supervisor, restarts, period)
+        self.supervisor = supervisor
+        self.restarts = restarts
+        self.period = period
+
+    def __str__(self) -> str:
+        return (
+            f"supervisor {self.supervisor!r}: more than {self.restarts} restarts within {self.period:g} s; "
+            "children stopped"
+        )

@@ -1,0 +1,503 @@
+"""Persistent actors: pykka actors whose state and mailbox survive crashes.
+
+A [`PersistentActor`][pyactors.PersistentActor] is a `pykka.ThreadingActor`: refs,
+proxies, `tell`, `ask` and the `ActorRegistry` work as in pykka. In addition:
+
+* every message it accepts (`tell`, `ask`, a proxy method call or attribute set) is
+  appended to its stream in a [`SegmentStore`][pyactors.SegmentStore] *before* it is
+  queued (the durable inbox below);
+* its state (`self.state`, or what `snapshot()` returns) is written as a snapshot by
+  policy (every N messages, every T seconds, on stop, on demand), each snapshot
+  recording the *watermark*: the sequence number of the last message it covers;
+* starting an actor whose stream exists restores it: the latest snapshot, then every
+  journaled message after its watermark, in order, before any new message.
+
+Delivery is at-least-once: a message whose effect was not yet covered by a snapshot
+when the actor crashed is delivered again. With ``snapshot_every=1`` (a snapshot after
+every message) each message's effect on the state is exactly once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+
+import pykka
+from pykka import ActorDeadError, messages
+from pykka._envelope import Envelope
+
+from pyactors.errors import ActorCrashedError, InvalidArgumentError, SerializationError
+from pyactors.store import Kind, SegmentStore
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from pykka._actor import ActorInbox
+
+__all__ = ["PersistentActor", "RecoveredActor", "recover"]
+
+logger = logging.getLogger("pyactors.actor")
+
+ExcInfo = tuple[type[BaseException] | None, BaseException | None, "TracebackType | None"]
+
+
+class _Hooks(Protocol):
+    """What a supervisor wants to hear from a child (see `pyactors.supervisor`)."""
+
+    def child_ready(self) -> None:
+        """The child restored its state, replayed its journal and awaits messages."""
+
+    def child_failed(self, exc_info: ExcInfo) -> None:
+        """The child crashed."""
+
+    def child_stopped(self) -> None:
+        """The child stopped normally."""
+
+
+@dataclass(frozen=True, slots=True)
+class _StartArgs:
+    persistence_id: str | None
+    store: SegmentStore | None
+    hooks: _Hooks | None = None
+
+
+_START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyactors_start", default=None)
+
+# Journal encoding: plain lists, so that the safe (msgpack) serializer can store them.
+#   [0, message]                    a message given to tell/ask
+#   [1, attr_path, args, kwargs]    a proxy method call (pykka ProxyCall)
+#   [2, attr_path, value]           a proxy attribute set (pykka ProxySetAttr)
+# Not journaled: pykka's stop message, and proxy attribute reads (they change nothing).
+_PLAIN, _CALL, _SET = 0, 1, 2
+
+
+def _encode(message: Any) -> list[Any] | None:
+    if isinstance(message, messages.ProxyCall):
+        return [_CALL, list(message.attr_path), list(message.args), message.kwargs]
+    if isinstance(message, messages.ProxySetAttr):
+        return [_SET, list(message.attr_path), message.value]
+    if isinstance(message, (messages.ProxyGetAttr, messages._ActorStop)):
+        return None
+    return [_PLAIN, message]
+
+
+def _decode(obj: Any) -> Any:
+    tag = obj[0]
+    if tag == _CALL:
+        return messages.ProxyCall(attr_path=tuple(obj[1]), args=tuple(obj[2]), kwargs=dict(obj[3]))
+    if tag == _SET:
+        return messages.ProxySetAttr(attr_path=tuple(obj[1]), value=obj[2])
+    return obj[1]
+
+
+class _JournaledEnvelope(Envelope[Any]):
+    """An envelope whose message is in the journal under `seq`."""
+
+    __slots__ = ("seq",)
+
+    def __init__(self, message: Any, reply_to: pykka.Future[Any] | None, seq: int) -> None:
+        super().__init__(message, reply_to)
+        self.seq = seq
+
+
+class _DurableInbox:
+    """A pykka inbox that journals each message before queueing it.
+
+    `put` runs in the caller's thread: a message the serializer refuses raises
+    `SerializationError` there and nothing is queued. Journaling and queueing happen
+    under one lock, so the queue order is the journal order.
+    """
+
+    def __init__(self, store: SegmentStore, persistence_id: str) -> None:
+        self._store = store
+        self._pid = persistence_id
+        self._dumps = store.serializer.dumps
+        self._queue: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.boundary = store.last_seq(persistence_id)
+        """Messages up to this sequence number were accepted by an earlier life."""
+        self.current: Envelope[Any] | None = None
+        """The envelope being handled by the actor."""
+
+    def put(self, envelope: Envelope[Any], /) -> None:
+        encoded = _encode(envelope.message)
+        if encoded is None:
+            self._queue.put(envelope)
+            return
+        payload = self._dumps(encoded)
+        with self._lock:
+            if self._closed:
+                msg = f"persistent actor {self._pid!r} is stopped"
+                raise ActorDeadError(msg)
+            seq = self._store.append(self._pid, payload, Kind.MESSAGE)
+            self._queue.put(_JournaledEnvelope(envelope.message, envelope.reply_to, seq))
+
+    def get(self) -> Envelope[Any]:
+        envelope = self._queue.get()
+        self.current = envelope
+        return envelope
+
+    def empty(self) -> bool:
+        return self._queue.empty()
+
+    def close(self) -> None:
+        """Refuse further messages (they would never be handled by this life)."""
+        with self._lock:
+            self._closed = True
+
+
+class _Supervised(pykka.ThreadingActor):
+    """What every actor a `Supervisor` can own shares: telling it about its life.
+
+    A supervisor starts its children through `_start_with`, handing them hooks; an
+    actor started otherwise has none and behaves exactly as in pykka.
+    """
+
+    _hooks: _Hooks | None = None
+    _crash: ExcInfo | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Pick up what the starter (a supervisor, or `start()`) handed over."""
+        self._start_args = _START.get()
+        self._hooks = self._start_args.hooks if self._start_args else None
+        super().__init__(*args, **kwargs)
+
+    @classmethod
+    def _start_with(cls, start: _StartArgs, args: tuple[Any, ...], kwargs: dict[str, Any]) -> pykka.ActorRef[Self]:
+        token = _START.set(start)
+        try:
+            return super().start(*args, **kwargs)
+        finally:
+            _START.reset(token)
+
+    def _announce_ready(self) -> None:
+        if self._hooks is not None and not self.actor_stopped.is_set():
+            self._hooks.child_ready()
+
+    def _stop(self) -> None:
+        super()._stop()
+        if self._hooks is not None:
+            self._hooks.child_stopped()
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        first = self._crash is None
+        self._crash = (exception_type, exception_value, traceback)
+        super()._handle_failure(exception_type, exception_value, traceback)
+        if first and self._hooks is not None:
+            self._hooks.child_failed(self._crash)
+
+
+_LIVE_LOCK = threading.Lock()
+_LIVE: dict[tuple[int, str], PersistentActor] = {}
+"""Running persistent actors by (store, persistence id): one life at a time."""
+
+
+class PersistentActor(_Supervised):
+    """A pykka `ThreadingActor` whose state and mailbox are persisted.
+
+    Give it a `persistence_id` and a `store` when starting it (or as class
+    attributes), keep its durable state in `self.state` (or override
+    [`snapshot()`][pyactors.PersistentActor.snapshot] and
+    [`restore()`][pyactors.PersistentActor.restore]), and choose a snapshot policy:
+
+    Example:
+        >>> import tempfile
+        >>> from pyactors import PersistentActor, SegmentStore
+        >>> class Counter(PersistentActor):
+        ...     snapshot_every = 1
+        ...     def on_start(self):
+        ...         self.state = self.state or {"count": 0}
+        ...     def on_receive(self, message):
+        ...         self.state["count"] += message
+        ...         return self.state["count"]
+        >>> store = SegmentStore(tempfile.mkdtemp() + "/s")
+        >>> ref = Counter.start(persistence_id="counter-1", store=store)
+        >>> ref.ask(5)
+        5
+        >>> ref.stop()
+        True
+        >>> Counter.start(persistence_id="counter-1", store=store).ask(1)  # restored
+        6
+        >>> pykka.ActorRegistry.stop_all(); store.close()
+        [True]
+
+    Only one life of a persistence id runs at a time in a process; starting a second
+    one while the first runs raises `InvalidArgumentError`.
+    """
+
+    persistence_id: str
+    """The stable id of the actor: the name of its stream in the store."""
+
+    store: SegmentStore
+    """The store its snapshots and journal are written to."""
+
+    state: Any = None
+    """The durable state (what the default `snapshot()` saves and `restore()` sets)."""
+
+    snapshot_every: ClassVar[int | None] = 1000
+    """Take a snapshot after this many journaled messages (None: never by count).
+
+    Bounds how much of the journal a restart replays. 1 makes each message's effect
+    on the state exactly once, at the cost of a snapshot per message."""
+
+    snapshot_interval: ClassVar[float | None] = None
+    """Take a snapshot after a message when this many seconds passed since the last."""
+
+    snapshot_on_stop: ClassVar[bool] = True
+    """Take a snapshot when the actor stops normally (not when it crashes)."""
+
+    @classmethod
+    def start(
+        cls,
+        *args: Any,
+        persistence_id: str | None = None,
+        store: SegmentStore | None = None,
+        **kwargs: Any,
+    ) -> pykka.ActorRef[Self]:
+        """Start the actor, restoring it if its stream exists.
+
+        Args:
+            *args: Passed to the constructor.
+            persistence_id: The actor's stable id (default: the class attribute).
+            store: The store (default: the class attribute).
+            **kwargs: Passed to the constructor.
+
+        Returns:
+            The actor's `pykka.ActorRef`.
+
+        Raises:
+            InvalidArgumentError: No persistence id or store, or this id already runs.
+        """
+        return cls._start_with(_StartArgs(persistence_id, store), args, kwargs)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Set up the durable inbox; subclasses call ``super().__init__()`` as in pykka."""
+        start = _START.get() or _StartArgs(None, None)
+        pid = start.persistence_id or getattr(self, "persistence_id", None)
+        store = start.store or getattr(self, "store", None)
+        if not isinstance(pid, str) or not pid:
+            msg = f"{type(self).__name__} needs a persistence_id (a non-empty str), got {pid!r}"
+            raise InvalidArgumentError(msg)
+        if not isinstance(store, SegmentStore):
+            msg = f"{type(self).__name__} needs a SegmentStore as store, got {store!r}"
+            raise InvalidArgumentError(msg)
+        self.persistence_id = pid
+        self.store = store
+        self._watermark = 0
+        self._snapshot_watermark = 0
+        self._unsnapshotted = 0
+        self._last_snapshot_at = time.monotonic()
+        key = (id(store), pid)
+        with _LIVE_LOCK:
+            running = _LIVE.get(key)
+            if running is not None and not running.actor_stopped.is_set():
+                msg = f"persistent actor {pid!r} is already running in this process"
+                raise InvalidArgumentError(msg)
+            self._inbox = _DurableInbox(store, pid)
+            super().__init__(*args, **kwargs)
+            _LIVE[key] = self
+
+    def _create_actor_inbox(self) -> ActorInbox:  # type: ignore[override]
+        # pykka declares this a staticmethod; the durable inbox needs the actor's store.
+        return self._inbox
+
+    # -- durable state -------------------------------------------------------------
+
+    def snapshot(self) -> Any:
+        """Return the durable state to save (default: `self.state`).
+
+        Override with `restore()` for state that needs custom handling.
+        """
+        return self.state
+
+    def restore(self, state: Any) -> None:
+        """Install a state read back from the latest snapshot (default: `self.state = state`)."""
+        self.state = state
+
+    def snapshot_now(self) -> None:
+        """Write a snapshot of the current state now, covering every message handled.
+
+        Call it from the actor's own thread (in a handler, or through a proxy).
+
+        Raises:
+            SerializationError: The state cannot be serialized; the previous
+                snapshot stays valid and the actor keeps running.
+        """
+        payload = self.store.serializer.dumps([self._watermark, self.snapshot()])
+        self.store.append(self.persistence_id, payload, Kind.SNAPSHOT)
+        self._snapshot_watermark = self._watermark
+        self._unsnapshotted = 0
+        self._last_snapshot_at = time.monotonic()
+
+    def _restore_and_load_backlog(self) -> list[tuple[int, Any]]:
+        """Restore the latest snapshot; return the journaled messages after it."""
+        loads = self.store.serializer.loads
+        snap = self.store.latest(self.persistence_id, Kind.SNAPSHOT)
+        if snap is not None:
+            watermark, state = loads(snap.payload)
+            self.restore(state)
+            self._watermark = self._snapshot_watermark = int(watermark)
+        boundary = self._inbox.boundary
+        return [
+            (r.seq, _decode(loads(r.payload)))
+            for r in self.store.read(self.persistence_id, after_seq=self._watermark, kinds=[Kind.MESSAGE])
+            if r.seq <= boundary
+        ]
+
+    # -- pykka internals, extended -------------------------------------------------
+
+    def _actor_loop_setup(self) -> None:
+        try:
+            backlog = self._restore_and_load_backlog()
+        except Exception:  # noqa: BLE001 - a failed restore is a crash, as pykka treats on_start
+            self._handle_failure(*sys.exc_info())
+            return
+        super()._actor_loop_setup()  # on_start
+        for seq, message in backlog:
+            if self.actor_stopped.is_set():
+                return
+            self._replay(seq, message)
+        self._announce_ready()
+
+    def _replay(self, seq: int, message: Any) -> None:
+        """Handle a journaled message of an earlier life, as pykka handles a `tell`."""
+        self._inbox.current = _JournaledEnvelope(message, None, seq)
+        try:
+            self._handle_receive(message)
+        except Exception:  # noqa: BLE001 - pykka's handling of a failed tell
+            self._handle_failure(*sys.exc_info())
+            try:
+                self.on_failure(*sys.exc_info())
+            except Exception:  # noqa: BLE001
+                self._handle_failure(*sys.exc_info())
+
+    def _handle_receive(self, message: Any) -> Any:
+        envelope, self._inbox.current = self._inbox.current, None
+        seq = envelope.seq if isinstance(envelope, _JournaledEnvelope) else None
+        asked = envelope is not None and envelope.reply_to is not None
+        try:
+            result = super()._handle_receive(message)
+        except Exception:
+            if seq is not None and asked:
+                self._handled(seq, asked)  # the caller got the exception: done
+            raise
+        if seq is not None:
+            self._handled(seq, asked)
+        return result
+
+    def _handled(self, seq: int, asked: bool) -> None:
+        self._watermark = seq
+        self._unsnapshotted += 1
+        due = (self.snapshot_every is not None and self._unsnapshotted >= self.snapshot_every) or (
+            self.snapshot_interval is not None and time.monotonic() - self._last_snapshot_at >= self.snapshot_interval
+        )
+        if not due:
+            return
+        try:
+            self.snapshot_now()
+        except SerializationError:
+            if asked:
+                raise
+            logger.exception("%s: snapshot failed; the previous snapshot stays valid", self)
+
+    def _stop(self) -> None:
+        self._inbox.close()
+        if self.snapshot_on_stop and self._watermark > self._snapshot_watermark:
+            try:
+                self.snapshot_now()
+            except Exception:
+                logger.exception("%s: snapshot on stop failed; the previous snapshot stays valid", self)
+        self._release()
+        super()._stop()
+
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._inbox.close()
+        self._release()
+        super()._handle_failure(exception_type, exception_value, traceback)
+
+    def _actor_loop_teardown(self) -> None:
+        self._inbox.close()
+        if self._crash is None:
+            super()._actor_loop_teardown()
+            return
+        # Asks queued behind the crash: fail them now (their messages are journaled and
+        # will be delivered to the next life).
+        while not self._inbox.empty():
+            envelope = self._inbox.get()
+            if envelope.reply_to is None:
+                continue
+            if isinstance(envelope.message, messages._ActorStop):
+                envelope.reply_to.set(None)
+                continue
+            err = ActorCrashedError(self.persistence_id, repr(self._crash[1]))
+            envelope.reply_to.set_exception(exc_info=(ActorCrashedError, err, None))
+
+    def _release(self) -> None:
+        key = (id(self.store), self.persistence_id)
+        with _LIVE_LOCK:
+            if _LIVE.get(key) is self:
+                del _LIVE[key]
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredActor:
+    """A persistent actor found in a store by [`recover()`][pyactors.recover].
+
+    Attributes:
+        persistence_id: Its id (the stream).
+        snapshot_seq: Sequence number of its latest snapshot (None: no snapshot).
+        snapshot_time: When that snapshot was written (seconds since the epoch).
+        watermark: The last message the snapshot covers (0 without a snapshot).
+        backlog: Journaled messages after the watermark: delivered again on restart.
+        last_seq: The last sequence number of its stream.
+    """
+
+    persistence_id: str
+    snapshot_seq: int | None
+    snapshot_time: float | None
+    watermark: int
+    backlog: int
+    last_seq: int
+
+
+def recover(store: SegmentStore) -> list[RecoveredActor]:
+    """List the persistent actors in `store`, with their last snapshot and backlog.
+
+    A stream counts as an actor's when it holds snapshots or journaled messages.
+    Nothing is started: start each actor (or its supervisor) to bring it back.
+    """
+    found = []
+    for stream in store.streams():
+        snap = store.latest(stream, Kind.SNAPSHOT)
+        watermark = int(store.serializer.loads(snap.payload)[0]) if snap is not None else 0
+        backlog = sum(1 for _ in store.read(stream, after_seq=watermark, kinds=[Kind.MESSAGE]))
+        if snap is None and backlog == 0:
+            continue
+        found.append(
+            RecoveredActor(
+                persistence_id=stream,
+                snapshot_seq=None if snap is None else snap.seq,
+                snapshot_time=None if snap is None else snap.timestamp,
+                watermark=watermark,
+                backlog=backlog,
+                last_seq=store.last_seq(stream),
+            )
+        )
+    return found
