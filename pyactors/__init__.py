@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from pyactors._core import __version__
 from pyactors.actor import PersistentActor, RecoveredActor, recover
@@ -45,6 +46,7 @@ __all__ = [
     "OpenReport",
     "PersistentActor",
     "PickleSerializer",
+    "ProcessSupervisor",
     "PyActorsError",
     "Record",
     "RecoveredActor",
@@ -62,8 +64,28 @@ __all__ = [
     "Supervisor",
     "SupervisorRef",
     "VerifyReport",
+    "WorkerSpec",
+    "WorkerStats",
     "__version__",
     "recover",
 ]
+
+if TYPE_CHECKING:
+    from pyactors.process import ProcessSupervisor, WorkerSpec, WorkerStats
+
+_LAZY = {"ProcessSupervisor", "WorkerSpec", "WorkerStats"}
+"""Names imported on first use: process supervision pulls in subprocess and watchdog,
+which an actor or workflow process does not need at start-up."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import the process-supervision names on first use."""
+    if name in _LAZY:
+        from pyactors import process
+
+        return getattr(process, name)
+    msg = f"module 'pyactors' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

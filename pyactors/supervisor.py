@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import statistics
 import threading
 import time
 from collections import deque
@@ -399,7 +398,7 @@ class Supervisor(_Supervised):
                 persistence_id=pid,
                 restarts=c.restarts,
                 last_ms=times[-1] if times else None,
-                p50_ms=statistics.median(times) if times else None,
+                p50_ms=_percentile(times, 50) if times else None,
                 p99_ms=_percentile(times, 99) if times else None,
             )
         return out

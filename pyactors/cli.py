@@ -1,0 +1,329 @@
+"""The ``pyactors`` command line (``pyactors COMMAND ...`` or ``python -m pyactors COMMAND ...``).
+
+Commands:
+    supervise: Run worker processes on a store directory and keep them alive
+        (`pyactors.process.ProcessSupervisor`); see ``docs/SUPERVISION_PROCESS.md``.
+
+Each command is one ``_add_<command>`` function that registers its sub-parser
+and sets ``handler``, the function that runs it and returns the exit status.
+
+Exit status: 0 success; 1 the command ran and failed (for ``supervise``: a
+worker failed); 2 bad usage or a bad configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import tomllib
+from typing import TYPE_CHECKING, Any
+
+from pyactors.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from pyactors.process import WorkerSpec
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "build_parser", "load_supervise_config", "main"]
+
+EXIT_OK = 0
+"""The command succeeded."""
+EXIT_FAILED = 1
+"""The command ran and failed."""
+EXIT_USAGE = 2
+"""Bad usage, or a bad configuration file (nothing was started)."""
+
+_SUPERVISE_OPTIONS: dict[str, type] = {
+    "max_restarts": int,
+    "period": float,
+    "backoff_initial": float,
+    "backoff_max": float,
+    "heartbeat_timeout": float,
+    "heartbeat_grace": float,
+    "stop_grace": float,
+    "fail_fast": bool,
+    "exit_when_done": bool,
+}
+"""The supervisor options a config file or the command line may set, with their types."""
+
+_WORKER_KEYS = frozenset({"name", "command", "env", "cwd"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``pyactors`` argument parser, one sub-parser per command.
+
+    Returns:
+        The parser. ``parse_args`` gives a namespace whose ``handler`` runs the
+        chosen command.
+    """
+    parser = argparse.ArgumentParser(prog="pyactors", description="Durable pykka actors on a Rust segment log.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_supervise(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pyactors`` command line.
+
+    Args:
+        argv: The arguments after the program name; None for ``sys.argv[1:]``.
+
+    Returns:
+        The exit status (`EXIT_OK`, `EXIT_FAILED`, `EXIT_USAGE`).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, usage errors (already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+def _version() -> str:
+    try:
+        from pyactors import __version__
+    except ImportError:  # pragma: no cover - the native module is missing
+        return "unknown"
+    return __version__
+
+
+def _error(command: str, message: str) -> int:
+    sys.stderr.write(f"pyactors {command}: error: {message}\n")
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------- supervise
+
+
+def _add_supervise(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "supervise",
+        help="run worker processes on a store and restart those that die",
+        description=(
+            "Run worker processes on STORE_DIR and restart those that die (non-zero exit, signal, or a "
+            "stale heartbeat), with exponential backoff and a restart intensity limit. Files dropped into "
+            "STORE_DIR/inbox/ run the --on-submit command. Prints one line per restart to stderr. "
+            "Exit status: 0 when every worker ended with status 0 (or on SIGTERM/SIGINT), 1 when a worker "
+            "failed, 2 on a usage or configuration error."
+        ),
+    )
+    p.add_argument("store", metavar="STORE_DIR", help="the store directory (created if missing)")
+    p.add_argument(
+        "--worker",
+        "-w",
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="a worker: its name and its command line (split like a shell does, not run by one); repeatable",
+    )
+    p.add_argument("--config", "-c", metavar="FILE.toml", help="workers and options from a TOML file")
+    p.add_argument(
+        "--on-submit",
+        metavar="COMMAND",
+        help="command run for each file dropped into STORE_DIR/inbox/; {path} is replaced by the accepted file's path",
+    )
+    p.add_argument("--max-restarts", type=int, metavar="N", help="restarts allowed per worker within --period (5)")
+    p.add_argument("--period", type=float, metavar="S", help="restart intensity window in seconds (60)")
+    p.add_argument("--backoff-initial", type=float, metavar="S", help="delay before a first restart (0.1)")
+    p.add_argument("--backoff-max", type=float, metavar="S", help="largest restart delay; it doubles up to this (10)")
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        metavar="S",
+        help="a worker that sent a heartbeat and then none for S seconds is hung: killed and restarted (off)",
+    )
+    p.add_argument(
+        "--heartbeat-grace",
+        type=float,
+        metavar="S",
+        help="a worker that sends no heartbeat within S seconds of its start is hung (off)",
+    )
+    p.add_argument("--stop-grace", type=float, metavar="S", help="seconds between SIGTERM and SIGKILL on stop (5)")
+    p.add_argument(
+        "--fail-fast",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="stop everything when a worker exceeds its restart intensity",
+    )
+    p.add_argument(
+        "--exit-when-done",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="exit once every worker is done (default: yes, unless --on-submit is given)",
+    )
+    p.add_argument("--verbose", "-v", action="count", default=0, help="log starts and exits too (-vv: debug)")
+    p.set_defaults(handler=_run_supervise)
+
+
+def _as_command(value: object, where: str) -> list[str]:
+    """A command given as a string (split with shlex) or a list of strings."""
+    if isinstance(value, str):
+        try:
+            argv = shlex.split(value)
+        except ValueError as exc:
+            msg = f"{where}: cannot split {value!r}: {exc}"
+            raise InvalidArgumentError(msg) from exc
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        argv = list(value)
+    else:
+        msg = f"{where}: a command must be a string or a list of strings, got {value!r}"
+        raise InvalidArgumentError(msg)
+    if not argv:
+        msg = f"{where}: empty command"
+        raise InvalidArgumentError(msg)
+    return argv
+
+
+def _check_option(key: str, value: object, where: str) -> object:
+    expected = _SUPERVISE_OPTIONS[key]
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok:
+        msg = f"{where}: {key} must be {'a boolean' if expected is bool else 'a number'}, got {value!r}"
+        raise InvalidArgumentError(msg)
+    return float(value) if expected is float else value  # type: ignore[arg-type]
+
+
+def load_supervise_config(path: str) -> tuple[list[WorkerSpec], dict[str, Any]]:
+    """Read a ``pyactors supervise`` TOML configuration file.
+
+    The file holds supervisor options at the top level (``max_restarts``,
+    ``period``, ``backoff_initial``, ``backoff_max``, ``heartbeat_timeout``,
+    ``heartbeat_grace``, ``stop_grace``, ``fail_fast``, ``exit_when_done``,
+    ``on_submit``) and one ``[[worker]]`` table per worker with ``name``,
+    ``command`` (a list of strings, or a string split with shlex), and optional
+    ``env`` (a table of strings) and ``cwd`` (relative to the file's folder).
+
+    Args:
+        path: The file.
+
+    Returns:
+        ``(workers, options)``: the worker specs, and the options found, as
+        `ProcessSupervisor` keyword arguments (``on_submit`` as an argv list).
+
+    Raises:
+        InvalidArgumentError: The file cannot be read, is not valid TOML, or
+            holds an unknown key or a value of the wrong type.
+    """
+    where = f"config {path}"
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        msg = f"{where}: cannot read: {exc.strerror or exc}"
+        raise InvalidArgumentError(msg) from exc
+    except tomllib.TOMLDecodeError as exc:
+        msg = f"{where}: invalid TOML: {exc}"
+        raise InvalidArgumentError(msg) from exc
+    options: dict[str, Any] = {}
+    workers: list[WorkerSpec] = []
+    base = os.path.dirname(os.path.abspath(path))
+    for key, value in data.items():
+        if key in _SUPERVISE_OPTIONS:
+            options[key] = _check_option(key, value, where)
+        elif key == "on_submit":
+            options[key] = _as_command(value, f"{where}: on_submit")
+        elif key == "worker":
+            if not isinstance(value, list):
+                msg = f"{where}: 'worker' must be an array of tables ([[worker]])"
+                raise InvalidArgumentError(msg)
+            for i, table in enumerate(value, 1):
+                workers.append(_worker_from_table(table, f"{where}: worker #{i}", base))
+        else:
+            known = ", ".join(sorted([*_SUPERVISE_OPTIONS, "on_submit", "worker"]))
+            msg = f"{where}: unknown key {key!r} (known: {known})"
+            raise InvalidArgumentError(msg)
+    return workers, options
+
+
+def _worker_from_table(table: object, where: str, base: str) -> WorkerSpec:
+    from pyactors.process import WorkerSpec
+
+    if not isinstance(table, dict):
+        msg = f"{where}: must be a table"
+        raise InvalidArgumentError(msg)
+    unknown = set(table) - _WORKER_KEYS
+    if unknown:
+        msg = f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_WORKER_KEYS))})"
+        raise InvalidArgumentError(msg)
+    name = table.get("name")
+    if not isinstance(name, str):
+        msg = f"{where}: 'name' (a string) is required"
+        raise InvalidArgumentError(msg)
+    where = f"{where} ({name})"
+    if "command" not in table:
+        msg = f"{where}: 'command' is required"
+        raise InvalidArgumentError(msg)
+    argv = _as_command(table["command"], where)
+    env = table.get("env", {})
+    if not isinstance(env, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        msg = f"{where}: 'env' must be a table of strings"
+        raise InvalidArgumentError(msg)
+    cwd = table.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        msg = f"{where}: 'cwd' must be a string"
+        raise InvalidArgumentError(msg)
+    try:
+        return WorkerSpec(name, argv, env, None if cwd is None else os.path.join(base, cwd))
+    except InvalidArgumentError as exc:
+        msg = f"{where}: {exc}"
+        raise InvalidArgumentError(msg) from exc
+
+
+def _worker_from_arg(text: str) -> WorkerSpec:
+    from pyactors.process import WorkerSpec
+
+    name, sep, command = text.partition("=")
+    if not sep or not name:
+        msg = f"--worker {text!r}: expected NAME=COMMAND"
+        raise InvalidArgumentError(msg)
+    return WorkerSpec(name, _as_command(command, f"--worker {name}"))
+
+
+def _run_supervise(args: argparse.Namespace) -> int:
+    from pyactors.process import ProcessSupervisor
+
+    try:
+        workers: list[WorkerSpec] = []
+        options: dict[str, Any] = {}
+        if args.config is not None:
+            workers, options = load_supervise_config(args.config)
+        workers.extend(_worker_from_arg(text) for text in args.worker)
+        for key in _SUPERVISE_OPTIONS:
+            value = getattr(args, key)
+            if value is not None:
+                options[key] = value
+        if args.on_submit is not None:
+            options["on_submit"] = _as_command(args.on_submit, "--on-submit")
+        if not workers and "on_submit" not in options:
+            msg = "nothing to supervise: give --worker, --on-submit, or a --config with [[worker]] tables"
+            raise InvalidArgumentError(msg)
+        supervisor = ProcessSupervisor(args.store, workers, **options)
+    except InvalidArgumentError as exc:
+        return _error("supervise", str(exc))
+
+    log = logging.getLogger("pyactors")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s pyactors: %(message)s"))
+    previous_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING)
+    try:
+        status = supervisor.run()
+    except OSError as exc:
+        sys.stderr.write(f"pyactors supervise: error: {exc}\n")
+        return EXIT_FAILED
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous_level)
+    return EXIT_OK if status == 0 else EXIT_FAILED
