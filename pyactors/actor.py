@@ -70,30 +70,33 @@ class _StartArgs:
 _START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyactors_start", default=None)
 
 # Journal encoding: plain lists, so that the safe (msgpack) serializer can store them.
-#   [0, message]                    a message given to tell/ask
-#   [1, attr_path, args, kwargs]    a proxy method call (pykka ProxyCall)
-#   [2, attr_path, value]           a proxy attribute set (pykka ProxySetAttr)
+#   [0, asked, message]                    a message given to tell (asked=False) or ask
+#   [1, asked, attr_path, args, kwargs]    a proxy method call (pykka ProxyCall)
+#   [2, asked, attr_path, value]           a proxy attribute set (pykka ProxySetAttr)
 # Not journaled: pykka's stop message, and proxy attribute reads (they change nothing).
+# `asked` matters on replay: the exception of an asked message went to its caller, so
+# it is logged there, not treated as a crash (pykka's rule for asks).
 _PLAIN, _CALL, _SET = 0, 1, 2
 
 
-def _encode(message: Any) -> list[Any] | None:
+def _encode(message: Any, *, asked: bool) -> list[Any] | None:
     if isinstance(message, messages.ProxyCall):
-        return [_CALL, list(message.attr_path), list(message.args), message.kwargs]
+        return [_CALL, asked, list(message.attr_path), list(message.args), message.kwargs]
     if isinstance(message, messages.ProxySetAttr):
-        return [_SET, list(message.attr_path), message.value]
+        return [_SET, asked, list(message.attr_path), message.value]
     if isinstance(message, (messages.ProxyGetAttr, messages._ActorStop)):
         return None
-    return [_PLAIN, message]
+    return [_PLAIN, asked, message]
 
 
-def _decode(obj: Any) -> Any:
-    tag = obj[0]
+def _decode(obj: Any) -> tuple[Any, bool]:
+    """Return the journaled message and whether it was asked."""
+    tag, asked = obj[0], bool(obj[1])
     if tag == _CALL:
-        return messages.ProxyCall(attr_path=tuple(obj[1]), args=tuple(obj[2]), kwargs=dict(obj[3]))
+        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked
     if tag == _SET:
-        return messages.ProxySetAttr(attr_path=tuple(obj[1]), value=obj[2])
-    return obj[1]
+        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked
+    return obj[2], asked
 
 
 class _JournaledEnvelope(Envelope[Any]):
@@ -127,7 +130,7 @@ class _DurableInbox:
         """The envelope being handled by the actor."""
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        encoded = _encode(envelope.message)
+        encoded = _encode(envelope.message, asked=envelope.reply_to is not None)
         if encoded is None:
             self._queue.put(envelope)
             return
@@ -341,7 +344,7 @@ class PersistentActor(_Supervised):
         self._unsnapshotted = 0
         self._last_snapshot_at = time.monotonic()
 
-    def _restore_and_load_backlog(self) -> list[tuple[int, Any]]:
+    def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool]]:
         """Restore the latest snapshot; return the journaled messages after it."""
         loads = self.store.serializer.loads
         snap = self.store.latest(self.persistence_id, Kind.SNAPSHOT)
@@ -351,7 +354,7 @@ class PersistentActor(_Supervised):
             self._watermark = self._snapshot_watermark = int(watermark)
         boundary = self._inbox.boundary
         return [
-            (r.seq, _decode(loads(r.payload)))
+            (r.seq, *_decode(loads(r.payload)))
             for r in self.store.read(self.persistence_id, after_seq=self._watermark, kinds=[Kind.MESSAGE])
             if r.seq <= boundary
         ]
@@ -365,18 +368,26 @@ class PersistentActor(_Supervised):
             self._handle_failure(*sys.exc_info())
             return
         super()._actor_loop_setup()  # on_start
-        for seq, message in backlog:
+        for seq, message, asked in backlog:
             if self.actor_stopped.is_set():
                 return
-            self._replay(seq, message)
+            self._replay(seq, message, asked=asked)
         self._announce_ready()
 
-    def _replay(self, seq: int, message: Any) -> None:
-        """Handle a journaled message of an earlier life, as pykka handles a `tell`."""
+    def _replay(self, seq: int, message: Any, *, asked: bool) -> None:
+        """Handle a journaled message of an earlier life as pykka handled it then.
+
+        A told message that raises crashes the actor (it is delivered again after the
+        restart); an asked one had its caller, who is gone: its exception is logged.
+        """
         self._inbox.current = _JournaledEnvelope(message, None, seq)
         try:
             self._handle_receive(message)
-        except Exception:  # noqa: BLE001 - pykka's handling of a failed tell
+        except Exception:  # pykka's handling of a failed tell or ask
+            if asked:
+                logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
+                self._handled(seq, asked=False)
+                return
             self._handle_failure(*sys.exc_info())
             try:
                 self.on_failure(*sys.exc_info())
@@ -391,13 +402,13 @@ class PersistentActor(_Supervised):
             result = super()._handle_receive(message)
         except Exception:
             if seq is not None and asked:
-                self._handled(seq, asked)  # the caller got the exception: done
+                self._handled(seq, asked=asked)  # the caller got the exception: done
             raise
         if seq is not None:
-            self._handled(seq, asked)
+            self._handled(seq, asked=asked)
         return result
 
-    def _handled(self, seq: int, asked: bool) -> None:
+    def _handled(self, seq: int, *, asked: bool) -> None:
         self._watermark = seq
         self._unsnapshotted += 1
         due = (self.snapshot_every is not None and self._unsnapshotted >= self.snapshot_every) or (

@@ -128,7 +128,7 @@ class SupervisedRef(pykka.ActorRef[Any]):
                     pass  # died just now: journal it below
                 else:
                     return
-            encoded = _encode(message)
+            encoded = _encode(message, asked=False)
             if encoded is None or self._store is None:
                 msg = f"{self} is restarting"
                 raise ActorDeadError(msg)

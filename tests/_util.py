@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyactors import SegmentStore
 
 DURABILITIES = ("process", "group", "sync")
@@ -44,3 +47,13 @@ def assert_contents(store: SegmentStore, written: dict[str, list[bytes]]) -> Non
         assert [r.seq for r in records] == list(range(1, len(payloads) + 1)), stream
         assert [r.payload for r in records] == payloads, stream
         assert all(r.stream == stream for r in records)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds (a bound, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            msg = f"{what} not reached within {timeout} s"
+            raise AssertionError(msg)
+        time.sleep(0.005)
