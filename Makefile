@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 BUILT  := $(VENV)/.pyactors-built
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py lint build bench soak clean
+.PHONY: help demo test test-rs test-py lint build bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,9 +43,7 @@ test-py: $(BUILT) ## The Python tests
 
 bench: $(BUILT) ## Benchmarks (not timed tests): prints medians, p99, ratios
 	$(PY) benches/bench_store.py
-
-soak: $(BUILT) ## Long randomized crash runs
-	$(PY) -m pytest -q -m soak -p no:cacheprovider
+	$(PY) benches/bench_actors.py
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so
