@@ -3,7 +3,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use pyactors_core::format::{segment_name, SEGMENT_HEADER_LEN};
@@ -82,25 +82,33 @@ fn latest_follows_the_newest_record_of_each_kind_across_segments() {
     assert_eq!(log.latest("nope", 1).expect("latest"), None);
 }
 
-/// A file system that counts the bytes read from segment files.
-struct CountingFs {
+/// The real file system, with two test hooks on segment files (recognised by name,
+/// `.tmp` included): it counts the bytes read from them, and on demand fails their
+/// writes with ENOSPC after writing half the buffer (a short write).
+#[derive(Default)]
+struct FaultFs {
     seg_bytes_read: Arc<AtomicU64>,
+    fail_writes: Arc<AtomicBool>,
 }
 
-struct CountingHandle {
+struct FaultHandle {
     inner: Handle,
-    count: Option<Arc<AtomicU64>>,
+    hooks: Option<(Arc<AtomicU64>, Arc<AtomicBool>)>,
 }
 
-impl FileHandle for CountingHandle {
+impl FileHandle for FaultHandle {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let n = self.inner.read_at(buf, offset)?;
-        if let Some(c) = &self.count {
-            c.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some((read, _)) = &self.hooks {
+            read.fetch_add(n as u64, Ordering::Relaxed);
         }
         Ok(n)
     }
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        if self.hooks.as_ref().is_some_and(|(_, fail)| fail.load(Ordering::Relaxed)) {
+            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
         self.inner.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -114,14 +122,15 @@ impl FileHandle for CountingHandle {
     }
 }
 
-impl CountingFs {
+impl FaultFs {
     fn wrap(&self, path: &Path, h: Handle) -> Handle {
         let is_seg = path.to_string_lossy().contains(".seg");
-        Arc::new(CountingHandle { inner: h, count: is_seg.then(|| Arc::clone(&self.seg_bytes_read)) })
+        let hooks = is_seg.then(|| (Arc::clone(&self.seg_bytes_read), Arc::clone(&self.fail_writes)));
+        Arc::new(FaultHandle { inner: h, hooks })
     }
 }
 
-impl FileSystem for CountingFs {
+impl FileSystem for FaultFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         StdFs.create_dir_all(dir)
     }
@@ -157,8 +166,8 @@ fn open_reads_only_sealed_headers_and_the_active_segment() {
     }
     let segs = segments(d.path());
     let active_len = std::fs::metadata(segs.last().expect("active")).expect("meta").len();
-    let counter = Arc::new(AtomicU64::new(0));
-    let fs = Arc::new(CountingFs { seg_bytes_read: Arc::clone(&counter) });
+    let fs = Arc::new(FaultFs::default());
+    let counter = Arc::clone(&fs.seg_bytes_read);
     let log = Log::open_with(d.path(), small(), fs).expect("open");
     let read = counter.load(Ordering::Relaxed);
     let sealed_headers = (segs.len() as u64 - 1) * SEGMENT_HEADER_LEN as u64;
@@ -427,85 +436,19 @@ fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
             log.append("a", 2, &big).expect("append");
         }
     }
-    let counter = Arc::new(AtomicU64::new(0));
-    let fs = Arc::new(CountingFs { seg_bytes_read: Arc::clone(&counter) });
+    let fs = Arc::new(FaultFs::default());
+    let counter = Arc::clone(&fs.seg_bytes_read);
     let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
     assert_eq!(log.open_report().segments, 2);
     assert_eq!(counter.load(Ordering::Relaxed), 2 * SEGMENT_HEADER_LEN as u64);
     assert_eq!(log.read("a", 0, None).expect("read").len(), 20);
 }
 
-/// A file system whose segment writes fail on demand, after writing part of the buffer.
-struct FailingFs {
-    fail_writes: Arc<std::sync::atomic::AtomicBool>,
-}
-
-struct FailingHandle {
-    inner: Handle,
-    fail: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
-impl FileHandle for FailingHandle {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if self.fail.as_ref().is_some_and(|f| f.load(Ordering::Relaxed)) {
-            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-        }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn size(&self) -> io::Result<u64> {
-        self.inner.size()
-    }
-}
-
-impl FailingFs {
-    fn wrap(&self, path: &Path, h: Handle) -> Handle {
-        let is_seg = path.to_string_lossy().contains(".seg");
-        Arc::new(FailingHandle { inner: h, fail: is_seg.then(|| Arc::clone(&self.fail_writes)) })
-    }
-}
-
-impl FileSystem for FailingFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdFs.list(dir)
-    }
-    fn create(&self, path: &Path) -> io::Result<Handle> {
-        Ok(self.wrap(path, StdFs.create(path)?))
-    }
-    fn open(&self, path: &Path, write: bool) -> io::Result<Handle> {
-        Ok(self.wrap(path, StdFs.open(path, write)?))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        StdFs.lock(path)
-    }
-}
-
 #[test]
 fn a_failed_short_write_loses_nothing_and_the_next_append_continues_the_sequence() {
     let d = tmp("enospc");
-    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fs = Arc::new(FailingFs { fail_writes: Arc::clone(&fail) });
+    let fs = Arc::new(FaultFs::default());
+    let fail = Arc::clone(&fs.fail_writes);
     let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
     fill(&log, "a", 3);
     fail.store(true, Ordering::Relaxed);
@@ -534,7 +477,7 @@ fn reads_running_during_compactions_always_see_every_live_record() {
         fill(&log, "junk", 8);
     }
     log.delete_stream("junk").expect("delete");
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (log, stop) = (Arc::clone(&log), Arc::clone(&stop));
         std::thread::spawn(move || {
