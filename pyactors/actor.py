@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import queue
+import struct
 import sys
 import threading
 import time
@@ -97,6 +98,15 @@ def _decode(obj: Any) -> tuple[Any, bool]:
     if tag == _SET:
         return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked
     return obj[2], asked
+
+
+# Snapshot payload: { watermark u64 little endian | the state, serialized }.
+_WATERMARK = struct.Struct("<Q")
+
+
+def _snapshot_watermark(payload: bytes) -> int:
+    watermark: int = _WATERMARK.unpack_from(payload)[0]
+    return watermark
 
 
 class _JournaledEnvelope(Envelope[Any]):
@@ -338,8 +348,8 @@ class PersistentActor(_Supervised):
             SerializationError: The state cannot be serialized; the previous
                 snapshot stays valid and the actor keeps running.
         """
-        payload = self.store.serializer.dumps([self._watermark, self.snapshot()])
-        self.store.append(self.persistence_id, payload, Kind.SNAPSHOT)
+        state = self.store.serializer.dumps(self.snapshot())
+        self.store.append(self.persistence_id, _WATERMARK.pack(self._watermark) + state, Kind.SNAPSHOT)
         self._snapshot_watermark = self._watermark
         self._unsnapshotted = 0
         self._last_snapshot_at = time.monotonic()
@@ -349,9 +359,8 @@ class PersistentActor(_Supervised):
         loads = self.store.serializer.loads
         snap = self.store.latest(self.persistence_id, Kind.SNAPSHOT)
         if snap is not None:
-            watermark, state = loads(snap.payload)
-            self.restore(state)
-            self._watermark = self._snapshot_watermark = int(watermark)
+            self.restore(loads(snap.payload[_WATERMARK.size :]))
+            self._watermark = self._snapshot_watermark = _snapshot_watermark(snap.payload)
         boundary = self._inbox.boundary
         return [
             (r.seq, *_decode(loads(r.payload)))
@@ -380,9 +389,8 @@ class PersistentActor(_Supervised):
         A told message that raises crashes the actor (it is delivered again after the
         restart); an asked one had its caller, who is gone: its exception is logged.
         """
-        self._inbox.current = _JournaledEnvelope(message, None, seq)
         try:
-            self._handle_receive(message)
+            super()._handle_receive(message)  # pykka's dispatch, without the live-message bookkeeping
         except Exception:  # pykka's handling of a failed tell or ask
             if asked:
                 logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
@@ -393,6 +401,8 @@ class PersistentActor(_Supervised):
                 self.on_failure(*sys.exc_info())
             except Exception:  # noqa: BLE001
                 self._handle_failure(*sys.exc_info())
+        else:
+            self._handled(seq, asked=False)
 
     def _handle_receive(self, message: Any) -> Any:
         envelope, self._inbox.current = self._inbox.current, None
@@ -497,7 +507,7 @@ def recover(store: SegmentStore) -> list[RecoveredActor]:
     found = []
     for stream in store.streams():
         snap = store.latest(stream, Kind.SNAPSHOT)
-        watermark = int(store.serializer.loads(snap.payload)[0]) if snap is not None else 0
+        watermark = _snapshot_watermark(snap.payload) if snap is not None else 0
         backlog = sum(1 for _ in store.read(stream, after_seq=watermark, kinds=[Kind.MESSAGE]))
         if snap is None and backlog == 0:
             continue

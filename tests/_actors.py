@@ -120,6 +120,6 @@ def snapshots(store: SegmentStore, pid: str) -> list[tuple[int, int, Any]]:
     loads = store.serializer.loads
     out = []
     for r in store.read(pid, kinds=[Kind.SNAPSHOT]):
-        watermark, state = loads(r.payload)
-        out.append((r.seq, watermark, state))
+        # { watermark u64 LE | serialized state } (pyactors.actor)
+        out.append((r.seq, int.from_bytes(r.payload[:8], "little"), loads(r.payload[8:])))
     return out

@@ -239,6 +239,9 @@ struct SyncState {
     peak: usize,
 }
 
+/// Longest run of adjacent records read with one `pread`.
+const MAX_READ_RUN: u64 = 4 << 20;
+
 /// Longest commit delay (see `Inner::sync_to`).
 const MAX_COMMIT_DELAY: Duration = Duration::from_micros(500);
 
@@ -500,15 +503,22 @@ impl Log {
         self.inner.live_locs(stream, after_seq, kinds)
     }
 
-    /// Read the record of `stream` found by `locate`.
-    pub fn read_at(&self, stream: &str, at: &Located) -> Result<Record> {
-        self.inner.check_open()?;
-        self.inner.read_loc(stream, at)
+    /// Read records of `stream` found by `locate`, in order (adjacent ones with one
+    /// read). Returns the records before the first error, and that error.
+    pub fn read_many(&self, stream: &str, ats: &[Located]) -> (Vec<Record>, Option<CoreError>) {
+        if let Err(e) = self.inner.check_open() {
+            return (Vec::new(), Some(e));
+        }
+        self.inner.read_locs(stream, ats)
     }
 
     /// Read the live records of `stream` after `after_seq`, in seq order.
     pub fn read(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Record>> {
-        self.locate(stream, after_seq, kinds)?.iter().map(|at| self.inner.read_loc(stream, at)).collect()
+        let ats = self.locate(stream, after_seq, kinds)?;
+        match self.inner.read_locs(stream, &ats) {
+            (records, None) => Ok(records),
+            (_, Some(e)) => Err(e),
+        }
     }
 
     /// Ids of every stream not deleted, sorted.
@@ -898,35 +908,54 @@ impl Inner {
     }
 
     fn read_loc(&self, stream: &str, at: &Located) -> Result<Record> {
-        let Located { loc, handle: h } = at;
-        let path = self.seg_path(loc.seg);
-        let mut buf = vec![0u8; loc.entry.len as usize];
-        h.read_exact_at(&mut buf, loc.entry.pos).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                CoreError::corrupt(&path, loc.entry.pos, "segment ends inside an indexed record")
-            } else {
-                CoreError::io(&path, e)
-            }
-        })?;
-        let f = record::decode(&buf).map_err(|e| {
-            let why = match e {
-                record::DecodeError::Truncated { .. } => "record cut short".to_string(),
-                record::DecodeError::Invalid(r) => r,
-            };
-            CoreError::corrupt(&path, loc.entry.pos, why)
-        })?;
-        if f.stream != stream || f.header.seq != loc.entry.seq || f.header.kind != loc.entry.kind {
-            return Err(CoreError::corrupt(&path, loc.entry.pos, "index points at a different record"));
+        let (mut records, error) = self.read_locs(stream, std::slice::from_ref(at));
+        match (error, records.pop()) {
+            (Some(e), _) => Err(e),
+            (None, Some(r)) => Ok(r),
+            (None, None) => Err(CoreError::InvalidArgument("nothing to read".into())),
         }
-        let payload = codec::decompress(f.payload, f.header.flags, f.header.raw_len as usize)
-            .map_err(|why| CoreError::corrupt(&path, loc.entry.pos, why))?;
-        Ok(Record {
-            stream: stream.to_owned(),
-            kind: f.header.kind,
-            seq: f.header.seq,
-            timestamp_us: f.header.timestamp_us,
-            payload,
-        })
+    }
+
+    /// Read the records at `ats`, in order, with one `pread` per run of records that lie
+    /// next to each other in one segment (a journal usually does). Returns the records
+    /// read before the first error, and that error.
+    fn read_locs(&self, stream: &str, ats: &[Located]) -> (Vec<Record>, Option<CoreError>) {
+        let mut out = Vec::with_capacity(ats.len());
+        let mut i = 0;
+        while i < ats.len() {
+            let first = &ats[i];
+            let start = first.loc.entry.pos;
+            let mut end = start + u64::from(first.loc.entry.len);
+            let mut j = i + 1;
+            while j < ats.len()
+                && ats[j].loc.seg == first.loc.seg
+                && ats[j].loc.entry.pos == end
+                && end - start < MAX_READ_RUN
+            {
+                end += u64::from(ats[j].loc.entry.len);
+                j += 1;
+            }
+            let path = self.seg_path(first.loc.seg);
+            let mut buf = vec![0u8; (end - start) as usize];
+            if let Err(e) = first.handle.read_exact_at(&mut buf, start) {
+                let err = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    CoreError::corrupt(&path, start, "segment ends inside an indexed record")
+                } else {
+                    CoreError::io(&path, e)
+                };
+                return (out, Some(err));
+            }
+            for at in &ats[i..j] {
+                let from = (at.loc.entry.pos - start) as usize;
+                let frame = &buf[from..from + at.loc.entry.len as usize];
+                match decode_record(&path, stream, at.loc, frame) {
+                    Ok(r) => out.push(r),
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+            i = j;
+        }
+        (out, None)
     }
 
     /// A sealed segment's entries for `stream`, from its index file. A damaged index
@@ -1172,6 +1201,29 @@ impl Inner {
         }
         Ok(report)
     }
+}
+
+/// Decode the frame of the record at `loc` (of `stream`) and decompress its payload.
+fn decode_record(path: &Path, stream: &str, loc: Loc, frame: &[u8]) -> Result<Record> {
+    let f = record::decode(frame).map_err(|e| {
+        let why = match e {
+            record::DecodeError::Truncated { .. } => "record cut short".to_string(),
+            record::DecodeError::Invalid(r) => r,
+        };
+        CoreError::corrupt(path, loc.entry.pos, why)
+    })?;
+    if f.stream != stream || f.header.seq != loc.entry.seq || f.header.kind != loc.entry.kind {
+        return Err(CoreError::corrupt(path, loc.entry.pos, "index points at a different record"));
+    }
+    let payload = codec::decompress(f.payload, f.header.flags, f.header.raw_len as usize)
+        .map_err(|why| CoreError::corrupt(path, loc.entry.pos, why))?;
+    Ok(Record {
+        stream: stream.to_owned(),
+        kind: f.header.kind,
+        seq: f.header.seq,
+        timestamp_us: f.header.timestamp_us,
+        payload,
+    })
 }
 
 fn dead_ratio(live: u64, total: u64) -> f64 {

@@ -231,16 +231,7 @@ impl PyRecordIter {
             let chunk = &self.locs[start..end];
             // Read in order and stop at the first error: the records before a damaged
             // one are still returned, then the error is raised at its place.
-            let (records, error) = py.detach(|| {
-                let mut records = Vec::with_capacity(chunk.len());
-                for at in chunk {
-                    match self.log.read_at(&self.stream, at) {
-                        Ok(r) => records.push(r),
-                        Err(e) => return (records, Some(e)),
-                    }
-                }
-                (records, None)
-            });
+            let (records, error) = py.detach(|| self.log.read_many(&self.stream, chunk));
             pending.0 = start + records.len();
             pending.1.extend(records);
             if pending.1.is_empty() {
