@@ -9,16 +9,21 @@ from pyactors._core import __version__
 from pyactors.actor import PersistentActor, RecoveredActor, recover
 from pyactors.errors import (
     ActorCrashedError,
+    CheckpointCorruptError,
+    CheckpointNotFoundError,
     CorruptSegmentError,
     FormatVersionError,
     InvalidArgumentError,
+    NodeFailedError,
     PyActorsError,
     RestartIntensityError,
+    ResumeConflictError,
     SerializationError,
     StoreClosedError,
     StoreError,
     StoreIOError,
     StoreLockedError,
+    WorkflowError,
 )
 from pyactors.serialization import MsgpackSerializer, PickleSerializer, Serializer
 from pyactors.store import (
@@ -32,17 +37,34 @@ from pyactors.store import (
     VerifyReport,
 )
 from pyactors.supervisor import RestartStats, Strategy, SupervisedRef, Supervisor, SupervisorRef
+from pyactors.workflow import (
+    END,
+    CompiledWorkflow,
+    FileCheckpointer,
+    MemoryCheckpointer,
+    NodeError,
+    Snapshot,
+    Workflow,
+)
 
 __all__ = [
+    "END",
     "ActorCrashedError",
+    "CheckpointCorruptError",
+    "CheckpointNotFoundError",
     "CompactReport",
+    "CompiledWorkflow",
     "CorruptSegmentError",
     "Damage",
     "Durability",
+    "FileCheckpointer",
     "FormatVersionError",
     "InvalidArgumentError",
     "Kind",
+    "MemoryCheckpointer",
     "MsgpackSerializer",
+    "NodeError",
+    "NodeFailedError",
     "OpenReport",
     "PersistentActor",
     "PickleSerializer",
@@ -52,9 +74,11 @@ __all__ = [
     "RecoveredActor",
     "RestartIntensityError",
     "RestartStats",
+    "ResumeConflictError",
     "SegmentStore",
     "SerializationError",
     "Serializer",
+    "Snapshot",
     "StoreClosedError",
     "StoreError",
     "StoreIOError",
@@ -66,6 +90,8 @@ __all__ = [
     "VerifyReport",
     "WorkerSpec",
     "WorkerStats",
+    "Workflow",
+    "WorkflowError",
     "__version__",
     "recover",
 ]

@@ -66,6 +66,9 @@ class _StartArgs:
     persistence_id: str | None
     store: SegmentStore | None
     hooks: _Hooks | None = None
+    managed: bool = False
+    """Persisted by its owner (a workflow checkpoints a stateful node's state itself):
+    no store, no journal, no snapshots of its own."""
 
 
 _START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyactors_start", default=None)
@@ -127,24 +130,23 @@ class _DurableInbox:
     under one lock, so the queue order is the journal order.
     """
 
-    def __init__(self, store: SegmentStore, persistence_id: str) -> None:
+    def __init__(self, store: SegmentStore | None, persistence_id: str) -> None:
         self._store = store
         self._pid = persistence_id
-        self._dumps = store.serializer.dumps
         self._queue: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
-        self.boundary = store.last_seq(persistence_id)
+        self.boundary = 0 if store is None else store.last_seq(persistence_id)
         """Messages up to this sequence number were accepted by an earlier life."""
         self.current: Envelope[Any] | None = None
         """The envelope being handled by the actor."""
 
     def put(self, envelope: Envelope[Any], /) -> None:
         encoded = _encode(envelope.message, asked=envelope.reply_to is not None)
-        if encoded is None:
+        if encoded is None or self._store is None:
             self._queue.put(envelope)
             return
-        payload = self._dumps(encoded)
+        payload = self._store.serializer.dumps(encoded)
         with self._lock:
             if self._closed:
                 msg = f"persistent actor {self._pid!r} is stopped"
@@ -299,15 +301,15 @@ class PersistentActor(_Supervised):
         """Set up the durable inbox; subclasses call ``super().__init__()`` as in pykka."""
         start = _START.get() or _StartArgs(None, None)
         pid = start.persistence_id or getattr(self, "persistence_id", None)
-        store = start.store or getattr(self, "store", None)
+        store = None if start.managed else start.store or getattr(self, "store", None)
         if not isinstance(pid, str) or not pid:
             msg = f"{type(self).__name__} needs a persistence_id (a non-empty str), got {pid!r}"
             raise InvalidArgumentError(msg)
-        if not isinstance(store, SegmentStore):
+        if not (start.managed or isinstance(store, SegmentStore)):
             msg = f"{type(self).__name__} needs a SegmentStore as store, got {store!r}"
             raise InvalidArgumentError(msg)
         self.persistence_id = pid
-        self.store = store
+        self.store = store  # type: ignore[assignment]  # None only when managed by its owner
         self._watermark = 0
         self._snapshot_watermark = 0
         self._unsnapshotted = 0
@@ -320,7 +322,8 @@ class PersistentActor(_Supervised):
                 raise InvalidArgumentError(msg)
             self._inbox = _DurableInbox(store, pid)
             super().__init__(*args, **kwargs)
-            _LIVE[key] = self
+            if store is not None:
+                _LIVE[key] = self
 
     def _create_actor_inbox(self) -> ActorInbox:  # type: ignore[override]
         # pykka declares this a staticmethod; the durable inbox needs the actor's store.
@@ -356,6 +359,8 @@ class PersistentActor(_Supervised):
 
     def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool]]:
         """Restore the latest snapshot; return the journaled messages after it."""
+        if self.store is None:
+            return []  # managed: its owner restores it
         loads = self.store.serializer.loads
         snap = self.store.latest(self.persistence_id, Kind.SNAPSHOT)
         if snap is not None:
@@ -421,6 +426,8 @@ class PersistentActor(_Supervised):
     def _handled(self, seq: int, *, asked: bool) -> None:
         self._watermark = seq
         self._unsnapshotted += 1
+        if self.store is None:
+            return  # managed: its owner saves its state
         due = (self.snapshot_every is not None and self._unsnapshotted >= self.snapshot_every) or (
             self.snapshot_interval is not None and time.monotonic() - self._last_snapshot_at >= self.snapshot_interval
         )
@@ -435,7 +442,7 @@ class PersistentActor(_Supervised):
 
     def _stop(self) -> None:
         self._inbox.close()
-        if self.snapshot_on_stop and self._watermark > self._snapshot_watermark:
+        if self.store is not None and self.snapshot_on_stop and self._watermark > self._snapshot_watermark:
             try:
                 self.snapshot_now()
             except Exception:

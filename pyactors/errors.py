@@ -12,16 +12,21 @@ import pykka
 
 __all__ = [
     "ActorCrashedError",
+    "CheckpointCorruptError",
+    "CheckpointNotFoundError",
     "CorruptSegmentError",
     "FormatVersionError",
     "InvalidArgumentError",
+    "NodeFailedError",
     "PyActorsError",
     "RestartIntensityError",
+    "ResumeConflictError",
     "SerializationError",
     "StoreClosedError",
     "StoreError",
     "StoreIOError",
     "StoreLockedError",
+    "WorkflowError",
 ]
 
 
@@ -154,3 +159,61 @@ class RestartIntensityError(PyActorsError):
             f"supervisor {self.supervisor!r}: more than {self.restarts} restarts within {self.period:g} s; "
             "children stopped"
         )
+
+
+class WorkflowError(PyActorsError):
+    """A workflow graph is invalid, or its nodes wrote conflicting updates.
+
+    The message names the culprit: the node, edge or state key.
+    """
+
+
+class NodeFailedError(PyActorsError):
+    """A workflow node raised; the run stopped after writing an error checkpoint.
+
+    Attributes:
+        snapshot: The error checkpoint (a `pyactors.workflow.Snapshot`): the last good
+            state, the writes of the nodes that finished, and the error. Fix the cause
+            and `resume()` the thread: only the failed node and what follows run.
+    """
+
+    def __init__(self, message: str, snapshot: object) -> None:
+        super().__init__(message)
+        self.snapshot = snapshot
+
+    def __reduce__(self) -> tuple[type, tuple[str, object]]:
+        """Pickle with the snapshot."""
+        return (type(self), (str(self), self.snapshot))
+
+
+class ResumeConflictError(PyActorsError):
+    """The workflow thread is already running or resuming (in this process)."""
+
+
+class CheckpointNotFoundError(PyActorsError, KeyError):
+    """No such workflow thread, or no such checkpoint in it (also a `KeyError`)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointCorruptError(PyActorsError):
+    """A stored checkpoint is damaged or malformed.
+
+    The checkpoints written before it are still readable and can be resumed.
+
+    Attributes:
+        thread_id: The workflow thread.
+        checkpoint_id: The damaged checkpoint, when it could be identified.
+        reason: What is wrong.
+    """
+
+    def __init__(self, thread_id: str, checkpoint_id: str | None, reason: str) -> None:
+        super().__init__(thread_id, checkpoint_id, reason)
+        self.thread_id = thread_id
+        self.checkpoint_id = checkpoint_id
+        self.reason = reason
+
+    def __str__(self) -> str:
+        which = f"checkpoint {self.checkpoint_id}" if self.checkpoint_id else "a checkpoint"
+        return f"thread {self.thread_id!r}: {which} is damaged: {self.reason}"

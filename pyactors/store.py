@@ -60,6 +60,8 @@ class Kind(enum.IntEnum):
     """A journaled mailbox message."""
     CHECKPOINT = 3
     """A workflow checkpoint."""
+    WRITES = 5
+    """A workflow node's writes, recorded the moment it finishes."""
 
     @staticmethod
     def user(n: int) -> int:

@@ -168,6 +168,7 @@ class _Spec(NamedTuple):
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     ref: SupervisedRef
+    managed: bool = False
 
 
 @dataclass
@@ -347,6 +348,7 @@ class Supervisor(_Supervised):
         *args: Any,
         persistence_id: str,
         store: SegmentStore | None = None,
+        _managed: bool = False,
         **kwargs: Any,
     ) -> SupervisedRef:
         """Start a child and return its stable ref.
@@ -356,6 +358,7 @@ class Supervisor(_Supervised):
             *args: Passed to its constructor.
             persistence_id: Its id (for a supervisor: its name).
             store: Its store (default: this supervisor's).
+            _managed: Internal: its owner persists it (a workflow's stateful node).
             **kwargs: Passed to its constructor.
 
         Raises:
@@ -369,7 +372,7 @@ class Supervisor(_Supervised):
             raise InvalidArgumentError(msg)
         store = store or self.store
         ref = SupervisedRef(persistence_id, actor_class, store)
-        spec = _Spec(actor_class, persistence_id, store, args, kwargs, ref)
+        spec = _Spec(actor_class, persistence_id, store, args, kwargs, ref, _managed)
         self._add(spec)
         return ref
 
@@ -507,7 +510,9 @@ class Supervisor(_Supervised):
         if issubclass(spec.actor_class, Supervisor):
             kwargs["_children"] = tuple(c.spec for c in _subtree_of(child))
         with spec.ref._cond:
-            life = spec.actor_class._start_with(_StartArgs(spec.persistence_id, spec.store, hooks), spec.args, kwargs)
+            life = spec.actor_class._start_with(
+                _StartArgs(spec.persistence_id, spec.store, hooks, managed=spec.managed), spec.args, kwargs
+            )
             spec.ref._attach(life)
             child.actor = life._actor_weakref()
 

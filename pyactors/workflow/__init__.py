@@ -1,0 +1,22 @@
+"""Workflows: graphs of node actors run in supersteps, checkpointed after each.
+
+See ``docs/WORKFLOWS.md``. The public names are re-exported from `pyactors`.
+"""
+
+from __future__ import annotations
+
+from pyactors.workflow._checkpoint import Checkpointer, FileCheckpointer, MemoryCheckpointer, NodeError, Snapshot
+from pyactors.workflow._graph import END, Workflow
+from pyactors.workflow._runner import CompiledWorkflow, unfinished
+
+__all__ = [
+    "END",
+    "Checkpointer",
+    "CompiledWorkflow",
+    "FileCheckpointer",
+    "MemoryCheckpointer",
+    "NodeError",
+    "Snapshot",
+    "Workflow",
+    "unfinished",
+]

@@ -1,0 +1,488 @@
+"""Running a compiled workflow: supersteps on node actors, checkpoints, resume."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pykka import messages
+
+from pyactors.actor import PersistentActor, _Supervised
+from pyactors.errors import CheckpointNotFoundError, NodeFailedError, ResumeConflictError, WorkflowError
+from pyactors.supervisor import Supervisor
+from pyactors.workflow._checkpoint import Checkpointer, NodeError, Snapshot, _ThreadLog, new_checkpoint_id
+
+if TYPE_CHECKING:
+    from pyactors.supervisor import SupervisedRef, SupervisorRef
+    from pyactors.workflow._graph import Graph, NodeFn, State
+
+__all__ = ["CompiledWorkflow", "unfinished"]
+
+logger = logging.getLogger("pyactors.workflow")
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    node: str
+    state: State
+    checkpoint_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    node: str
+    writes: dict[str, Any] | None
+    node_state: Any
+    error: NodeError | None
+
+
+class _NodeRunner(_Supervised):
+    """Runs one node of one workflow run and records its writes the moment it finishes."""
+
+    def __init__(self, node: str, fn: NodeFn | None, stateful: SupervisedRef | None, run: _Run) -> None:
+        super().__init__()
+        self.node, self.fn, self.stateful = node, fn, stateful
+        self.checkpointer, self.thread_id = run.app.checkpointer, run.thread_id
+        self.done, self.started = run.done, run.started
+
+    def on_receive(self, message: Any) -> Any:
+        """Run a `_Task`; report a `_Done` (errors included) on the run's queue."""
+        if not isinstance(message, _Task):
+            return super().on_receive(message)
+        if not self.started:
+            self.started.append(time.perf_counter())
+        try:
+            if self.stateful is not None:
+                out = self.stateful.ask(messages.ProxyCall(("run",), (message.state,), {}))
+                node_state = self.stateful.ask(messages.ProxyCall(("snapshot",), (), {}))
+            else:
+                assert self.fn is not None
+                out = self.fn(message.state)
+                node_state = None
+            if out is not None and not isinstance(out, Mapping):
+                msg = f"node {self.node!r} returned {type(out).__name__}, not a dict of updates (or None)"
+                raise WorkflowError(msg)
+            writes = dict(out or {})
+            self.checkpointer._write_node_writes(
+                self.thread_id, message.checkpoint_id, self.node, writes, None if node_state is None else [node_state]
+            )
+        except Exception as exc:  # noqa: BLE001 - a node's failure is data for the checkpoint
+            error = NodeError(self.node, type(exc).__name__, str(exc), traceback.format_exc())
+            self.done.put(_Done(self.node, None, None, error))
+        else:
+            self.done.put(_Done(self.node, writes, node_state, None))
+        return None
+
+
+class _Run:
+    """The node actors of one run of one thread, under one supervisor."""
+
+    def __init__(self, app: CompiledWorkflow, thread_id: str, node_states: Mapping[str, Any]) -> None:
+        self.app = app
+        self.thread_id = thread_id
+        self.supervisor: SupervisorRef = Supervisor.start(name=f"{app.graph.name}/{thread_id}")
+        self.runners: dict[str, SupervisedRef] = {}
+        self.node_states = dict(node_states)
+        self.done: queue.Queue[_Done] = queue.Queue()
+        self.started: list[float] = []
+
+    def runner(self, node: str) -> SupervisedRef:
+        if node not in self.runners:
+            spec = self.app.graph.nodes[node]
+            stateful = None
+            fn = None
+            if isinstance(spec, type) and issubclass(spec, PersistentActor):
+                stateful = self.supervisor.spawn(spec, persistence_id=f"{self.thread_id}/{node}/state", _managed=True)
+                if node in self.node_states:
+                    stateful.ask(messages.ProxyCall(("restore",), (self.node_states[node],), {}))
+            else:
+                fn = spec
+            self.runners[node] = self.supervisor.spawn(
+                _NodeRunner, node, fn, stateful, self, persistence_id=f"{self.thread_id}/{node}"
+            )
+        return self.runners[node]
+
+    def superstep(self, nodes: list[str], state: State, checkpoint_id: str) -> dict[str, _Done]:
+        for node in nodes:
+            self.runner(node).tell(_Task(node, dict(state), checkpoint_id))
+        results: dict[str, _Done] = {}
+        while len(results) < len(nodes):
+            done = self.done.get()
+            results[done.node] = done
+        return results
+
+    def close(self) -> None:
+        self.supervisor.stop()
+
+
+def _merge(graph: Graph, state: State, writes: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Merge the writes of one superstep (in node order) into the changed keys."""
+    merged: dict[str, Any] = {}
+    writer: dict[str, str] = {}
+    for node, updates in writes:
+        for key, value in updates.items():
+            reducer = graph.reducers.get(key)
+            if reducer is None:
+                if key in writer:
+                    msg = (
+                        f"{graph.name}: nodes {writer[key]!r} and {node!r} both wrote {key!r} in one superstep; "
+                        f"give {key!r} a reducer"
+                    )
+                    raise WorkflowError(msg)
+                merged[key] = value
+            else:
+                base = merged[key] if key in merged else state.get(key, _MISSING)
+                merged[key] = value if base is _MISSING else reducer(base, value)
+            writer[key] = node
+    return merged
+
+
+class CompiledWorkflow:
+    """A validated workflow, ready to run (from `Workflow.compile()`).
+
+    Attributes:
+        graph: The validated graph.
+        checkpointer: Where its checkpoints go.
+        last_recovery_ms: How long the last `resume` took, from the call to the first
+            node running (None before any resume).
+    """
+
+    def __init__(
+        self,
+        graph: Graph,
+        checkpointer: Checkpointer,
+        interrupt_before: frozenset[str],
+        interrupt_after: frozenset[str],
+    ) -> None:
+        self.graph = graph
+        self.checkpointer = checkpointer
+        self.interrupt_before = interrupt_before
+        self.interrupt_after = interrupt_after
+        self.last_recovery_ms: float | None = None
+
+    # -- the API --------------------------------------------------------------------
+
+    def invoke(self, input: Mapping[str, Any], thread_id: str) -> dict[str, Any]:
+        """Run from the entry point; return the final state (or the state at an interrupt).
+
+        Raises:
+            NodeFailedError: A node raised (the error checkpoint is its `snapshot`).
+            ResumeConflictError: The thread is already running.
+        """
+        return self._run(thread_id, input=input).state
+
+    def execute_until(self, node: str, input: Mapping[str, Any] | None, thread_id: str) -> Snapshot:
+        """Run from the entry point (or resume the thread if `input` is None) and stop before `node`.
+
+        Returns:
+            The checkpoint taken before `node` would run (or the final one, if it never does).
+        """
+        if node not in self.graph.nodes:
+            msg = f"{self.graph.name}: execute_until an unknown node {node!r}"
+            raise WorkflowError(msg)
+        if input is None:
+            return self._run(thread_id, resume=True, until=node)
+        return self._run(thread_id, input=input, until=node)
+
+    def resume(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+        """Continue the thread from its latest checkpoint, or fork it from an older one.
+
+        Nodes whose writes were recorded do not run again; a failed or interrupted
+        superstep runs its remaining nodes. Returns the final state (or the state at
+        the next interrupt).
+
+        Raises:
+            CheckpointNotFoundError: No such thread or checkpoint.
+            ResumeConflictError: The thread is already running or resuming.
+            NodeFailedError: A node raised again.
+        """
+        return self._run(thread_id, resume=True, from_id=checkpoint_id).state
+
+    def get_state(self, thread_id: str) -> Snapshot:
+        """The thread's latest checkpoint.
+
+        Raises:
+            CheckpointNotFoundError: No such thread.
+        """
+        snap = self.checkpointer.latest(thread_id)
+        if snap is None:
+            msg = f"no workflow thread {thread_id!r}"
+            raise CheckpointNotFoundError(msg)
+        return snap
+
+    def get_history(self, thread_id: str) -> list[Snapshot]:
+        """Every checkpoint of the thread, forks included, newest first."""
+        return self.checkpointer.list(thread_id)
+
+    def update_state(self, thread_id: str, values: Mapping[str, Any], as_node: str | None = None) -> Snapshot:
+        """Write `values` into the thread's latest state (through the reducers) as a new checkpoint.
+
+        Args:
+            thread_id: The thread.
+            values: The updates.
+            as_node: Apply them as if written by this node: the next nodes become its
+                successors. Default: the next nodes stay as they were.
+        """
+        if as_node is not None and as_node not in self.graph.nodes:
+            msg = f"{self.graph.name}: update_state as unknown node {as_node!r}"
+            raise WorkflowError(msg)
+        with self._claimed(thread_id):
+            log = self._loaded(thread_id)
+            cid = log.latest()
+            assert cid is not None
+            state, _, _ = log.materialise(cid)
+            changed = _merge(self.graph, state, [(as_node or "update_state", values)])
+            new_state = {**state, **changed}
+            nxt = self.graph.successors(as_node, new_state) if as_node else list(log.records[cid]["next"])
+            return self._checkpoint(
+                log, parent=cid, step=log.records[cid]["step"] + 1, values=changed, nxt=nxt, source="update"
+            )
+
+    # -- the engine -----------------------------------------------------------------
+
+    def _claimed(self, thread_id: str) -> _Claim:
+        return _Claim(self.checkpointer, thread_id)
+
+    def _loaded(self, thread_id: str) -> _ThreadLog:
+        log = self.checkpointer._load(thread_id)
+        if not log.order:
+            if log.damaged is not None:
+                raise log.damaged
+            msg = f"no workflow thread {thread_id!r}"
+            raise CheckpointNotFoundError(msg)
+        return log
+
+    def _checkpoint(
+        self,
+        log: _ThreadLog,
+        *,
+        parent: str | None,
+        step: int,
+        values: Mapping[str, Any],
+        nxt: list[str],
+        source: str,
+        completed: list[str] | None = None,
+        nodes: Mapping[str, Any] | None = None,
+        pending: Mapping[str, Any] | None = None,
+        error: NodeError | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Snapshot:
+        rec = {
+            "v": 1,
+            "id": new_checkpoint_id(),
+            "parent": parent,
+            "step": step,
+            "full": parent is None,
+            "values": dict(values),
+            "completed": list(completed or []),
+            "nodes": dict(nodes or {}),
+            "next": list(nxt),
+            "pending": dict(pending or {}),
+            "error": None
+            if error is None
+            else {
+                "node": error.node,
+                "exc_type": error.exc_type,
+                "message": error.message,
+                "traceback": error.traceback,
+            },
+            "meta": {"source": source, "created_at": time.time(), **(meta or {})},
+        }
+        return self.checkpointer._write_checkpoint(log, rec)
+
+    def _run(
+        self,
+        thread_id: str,
+        *,
+        input: Mapping[str, Any] | None = None,
+        resume: bool = False,
+        from_id: str | None = None,
+        until: str | None = None,
+    ) -> Snapshot:
+        called = time.perf_counter()
+        with self._claimed(thread_id):
+            log = self.checkpointer._load(thread_id)
+            if resume:
+                if not log.order and log.damaged is None:
+                    msg = f"no workflow thread {thread_id!r}"
+                    raise CheckpointNotFoundError(msg)
+                base_id = from_id or log.latest()
+                if base_id is None or base_id not in log.records:
+                    if log.damaged is not None and from_id is None:
+                        raise log.damaged
+                    msg = f"thread {thread_id!r} has no checkpoint {from_id!r}"
+                    raise CheckpointNotFoundError(msg)
+                base = log.records[base_id]
+                pending = {**log.writes.get(base_id, {}), **base["pending"]} if base_id == log.latest() else {}
+                pending_nodes = dict(log.node_writes.get(base_id, {})) if base_id == log.latest() else {}
+                if not base["next"] and base["error"] is None:
+                    return log.snapshot(base_id)  # finished: nothing to resume
+                source = "resume" if base_id == log.latest() else "fork"
+                cur = self._checkpoint(
+                    log,
+                    parent=base_id,
+                    step=base["step"],
+                    values={},
+                    nxt=list(base["next"]),
+                    pending=pending,
+                    source=source,
+                )
+                skip_interrupt = True
+            else:
+                assert input is not None
+                latest = log.latest()
+                if latest is None:
+                    cur = self._checkpoint(
+                        log, parent=None, step=0, values=dict(input), nxt=[self.graph.entry], source="input"
+                    )
+                else:
+                    state, _, _ = log.materialise(latest)
+                    changed = _merge(self.graph, state, [("input", input)])
+                    cur = self._checkpoint(
+                        log,
+                        parent=latest,
+                        step=log.records[latest]["step"] + 1,
+                        values=changed,
+                        nxt=[self.graph.entry],
+                        source="input",
+                    )
+                pending, pending_nodes = {}, {}
+                skip_interrupt = False
+            state, _, node_states = log.materialise(cur.checkpoint_id)
+            run = _Run(self, thread_id, {**node_states, **pending_nodes})
+            try:
+                return self._loop(
+                    log,
+                    run,
+                    cur,
+                    dict(state),
+                    pending=pending,
+                    skip_interrupt=skip_interrupt,
+                    until=until,
+                    resume_called=called if resume else None,
+                )
+            finally:
+                run.close()
+
+    def _runnable(self, nxt: list[str]) -> list[str]:
+        """Fan-in: a join waits while another pending node can still reach one of its predecessors."""
+        ready = []
+        for node in nxt:
+            preds = self.graph.predecessors[node]
+            waiting = len(preds) > 1 and any(
+                other != node and (other in preds or preds & self.graph.reach[other]) for other in nxt
+            )
+            if not waiting:
+                ready.append(node)
+        return ready or list(nxt)
+
+    def _loop(
+        self,
+        log: _ThreadLog,
+        run: _Run,
+        cur: Snapshot,
+        state: State,
+        *,
+        pending: dict[str, Any],
+        skip_interrupt: bool,
+        until: str | None,
+        resume_called: float | None,
+    ) -> Snapshot:
+        nxt = list(cur.next_nodes)
+        step = cur.step
+        while nxt:
+            runnable = self._runnable(nxt)
+            if until in runnable or (not skip_interrupt and self.interrupt_before & set(runnable)):
+                return cur
+            skip_interrupt = False
+            to_run = [n for n in runnable if n not in pending]
+            results = run.superstep(to_run, state, cur.checkpoint_id) if to_run else {}
+            if resume_called is not None and run.started:
+                self.last_recovery_ms = (run.started[0] - resume_called) * 1000
+            failed = [results[n] for n in to_run if results[n].error is not None]
+            finished = [n for n in runnable if n in pending or results[n].error is None]
+            writes = {n: (pending[n] if n in pending else results[n].writes or {}) for n in finished}
+            node_states = {
+                n: results[n].node_state for n in finished if n in results and results[n].node_state is not None
+            }
+            if failed:
+                error = failed[0].error
+                assert error is not None
+                snap = self._checkpoint(
+                    log,
+                    parent=cur.checkpoint_id,
+                    step=step,
+                    values={},
+                    nxt=nxt,
+                    source="error",
+                    completed=[n for n in finished if n not in pending],
+                    pending=writes,
+                    error=error,
+                )
+                msg = f"{self.graph.name}: node {error.node!r} failed: {error.exc_type}: {error.message}"
+                raise NodeFailedError(msg, snap)
+            changed = _merge(self.graph, state, [(n, writes[n]) for n in runnable])
+            state.update(changed)
+            following: list[str] = [n for n in nxt if n not in runnable]
+            for n in runnable:
+                following.extend(self.graph.successors(n, state))
+            nxt = list(dict.fromkeys(following))
+            step += 1
+            meta = {}
+            if resume_called is not None and self.last_recovery_ms is not None:
+                meta["recovery_ms"] = self.last_recovery_ms
+                resume_called = None
+            cur = self._checkpoint(
+                log,
+                parent=cur.checkpoint_id,
+                step=step,
+                values=changed,
+                nxt=nxt,
+                source="loop",
+                completed=[n for n in runnable if n not in pending],
+                nodes=node_states,
+                meta=meta,
+            )
+            pending = {}
+            if self.interrupt_after & set(runnable) and nxt:
+                return cur
+        return cur
+
+
+class _Claim:
+    """One run (or update) of a thread at a time."""
+
+    def __init__(self, checkpointer: Checkpointer, thread_id: str) -> None:
+        self.checkpointer, self.thread_id = checkpointer, thread_id
+
+    def __enter__(self) -> None:
+        if not self.checkpointer._claim(self.thread_id):
+            msg = f"workflow thread {self.thread_id!r} is already running or resuming"
+            raise ResumeConflictError(msg)
+
+    def __exit__(self, *exc: object) -> None:
+        self.checkpointer._release(self.thread_id)
+
+
+def unfinished(checkpointer: Checkpointer) -> list[str]:
+    """The threads whose latest checkpoint is not final (interrupted, failed, or cut short by a crash).
+
+    A supervisor calls `resume()` on each after a restart.
+    """
+    out = []
+    for thread_id in checkpointer.threads():
+        try:
+            snap = checkpointer.latest(thread_id)
+        except Exception:  # noqa: BLE001 - a damaged thread is unfinished too
+            out.append(thread_id)
+            continue
+        if snap is not None and not snap.is_final:
+            out.append(thread_id)
+    return out
