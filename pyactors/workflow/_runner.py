@@ -114,7 +114,13 @@ class _Run:
             self.runner(node).tell(_Task(node, dict(state), checkpoint_id))
         results: dict[str, _Done] = {}
         while len(results) < len(nodes):
-            done = self.done.get()
+            try:
+                done = self.done.get(timeout=0.5)
+            except queue.Empty:
+                if not self.supervisor.is_alive():
+                    msg = f"{self.app.graph.name}: run of {self.thread_id!r} interrupted: its actors were stopped"
+                    raise WorkflowError(msg) from None
+                continue
             results[done.node] = done
         return results
 
@@ -240,9 +246,12 @@ class CompiledWorkflow:
             state, _, _ = log.materialise(cid)
             changed = _merge(self.graph, state, [(as_node or "update_state", values)])
             new_state = {**state, **changed}
-            nxt = self.graph.successors(as_node, new_state) if as_node else list(log.records[cid]["next"])
+            rec = log.records[cid]
+            nxt = self.graph.successors(as_node, new_state) if as_node else list(rec["next"])
+            # Writes of nodes that finished in an unfinished superstep stay pending.
+            pending = {} if as_node else {**log.writes.get(cid, {}), **rec["pending"]}
             return self._checkpoint(
-                log, parent=cid, step=log.records[cid]["step"] + 1, values=changed, nxt=nxt, source="update"
+                log, parent=cid, step=rec["step"] + 1, values=changed, nxt=nxt, source="update", pending=pending
             )
 
     # -- the engine -----------------------------------------------------------------
@@ -332,6 +341,7 @@ class CompiledWorkflow:
                     values={},
                     nxt=list(base["next"]),
                     pending=pending,
+                    nodes=pending_nodes,
                     source=source,
                 )
                 skip_interrupt = True
@@ -353,10 +363,10 @@ class CompiledWorkflow:
                         nxt=[self.graph.entry],
                         source="input",
                     )
-                pending, pending_nodes = {}, {}
+                pending = {}
                 skip_interrupt = False
             state, _, node_states = log.materialise(cur.checkpoint_id)
-            run = _Run(self, thread_id, {**node_states, **pending_nodes})
+            run = _Run(self, thread_id, node_states)
             try:
                 return self._loop(
                     log,
@@ -423,6 +433,7 @@ class CompiledWorkflow:
                     nxt=nxt,
                     source="error",
                     completed=[n for n in finished if n not in pending],
+                    nodes=node_states,
                     pending=writes,
                     error=error,
                 )
