@@ -15,8 +15,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from pyactors.workflow import FileCheckpointer, MemoryCheckpointer
+
 # The helper modules hold assertions too: give them pytest's detailed messages.
-pytest.register_assert_rewrite("_util", "_segfile")
+pytest.register_assert_rewrite("_util", "_segfile", "_workflows")
 
 
 @pytest.fixture
@@ -87,3 +89,56 @@ def open_actor_store(store_path: Path) -> Iterator[Callable[..., SegmentStore]]:
         pykka.ActorRegistry.stop_all()
         for s in opened:
             s.close()
+
+
+# -- workflows -------------------------------------------------------------------------
+# The workflow modules are imported inside the fixtures, so that a broken workflow
+# package fails the workflow tests, not the collection of every other test.
+
+
+@pytest.fixture
+def checkpoint_path(tmp_path: Path) -> Path:
+    """The directory of a `FileCheckpointer`'s store (does not exist yet)."""
+    return tmp_path / "checkpoints"
+
+
+@pytest.fixture
+def _workflow_reset() -> Iterator[None]:
+    """Forget the calls, spans, failures and gates of `_workflows`; stop every actor after the test."""
+    import _workflows
+
+    _workflows.reset()
+    try:
+        yield
+    finally:
+        for gate in list(_workflows.GATES.values()):
+            gate.set()
+        pykka.ActorRegistry.stop_all()
+        _workflows.reset()
+
+
+@pytest.fixture
+def file_checkpointer(checkpoint_path: Path, _workflow_reset: None) -> Iterator[FileCheckpointer]:
+    """A `FileCheckpointer` on `checkpoint_path`, closed after the test (after every actor stopped)."""
+    from pyactors import FileCheckpointer
+
+    with FileCheckpointer(checkpoint_path) as cp:
+        try:
+            yield cp
+        finally:
+            pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture(params=["file", "memory"])
+def checkpointer(
+    request: pytest.FixtureRequest, checkpoint_path: Path, _workflow_reset: None
+) -> Iterator[FileCheckpointer | MemoryCheckpointer]:
+    """Each checkpointer in turn: a `FileCheckpointer` on `checkpoint_path`, a `MemoryCheckpointer`."""
+    from pyactors import FileCheckpointer, MemoryCheckpointer
+
+    cp = FileCheckpointer(checkpoint_path) if request.param == "file" else MemoryCheckpointer()
+    try:
+        yield cp
+    finally:
+        pykka.ActorRegistry.stop_all()
+        cp.close()
