@@ -247,11 +247,20 @@ class CompiledWorkflow:
             changed = _merge(self.graph, state, [(as_node or "update_state", values)])
             new_state = {**state, **changed}
             rec = log.records[cid]
-            nxt = self.graph.successors(as_node, new_state) if as_node else list(rec["next"])
+            nxt = self.graph.successors(as_node, new_state) if as_node else _scheduled(rec)
             # Writes of nodes that finished in an unfinished superstep stay pending.
-            pending = {} if as_node else {**log.writes.get(cid, {}), **rec["pending"]}
+            crashed = {} if as_node else log.writes.get(cid, {})
+            pending = {} if as_node else {**crashed, **rec["pending"]}
             return self._checkpoint(
-                log, parent=cid, step=rec["step"] + 1, values=changed, nxt=nxt, source="update", pending=pending
+                log,
+                parent=cid,
+                step=rec["step"] + 1,
+                values=changed,
+                nxt=nxt,
+                source="update",
+                pending=pending,
+                completed=list(crashed),
+                nodes=log.node_writes.get(cid, {}) if crashed else None,
             )
 
     # -- the engine -----------------------------------------------------------------
@@ -283,6 +292,7 @@ class CompiledWorkflow:
         error: NodeError | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> Snapshot:
+        ready = set(self._runnable(list(nxt))) if nxt else set()
         rec = {
             "v": 1,
             "id": new_checkpoint_id(),
@@ -292,7 +302,9 @@ class CompiledWorkflow:
             "values": dict(values),
             "completed": list(completed or []),
             "nodes": dict(nodes or {}),
-            "next": list(nxt),
+            # A join still waiting for a predecessor is kept, but is not "next".
+            "next": [n for n in nxt if n in ready],
+            "waiting": [n for n in nxt if n not in ready],
             "pending": dict(pending or {}),
             "error": None
             if error is None
@@ -329,9 +341,12 @@ class CompiledWorkflow:
                     msg = f"thread {thread_id!r} has no checkpoint {from_id!r}"
                     raise CheckpointNotFoundError(msg)
                 base = log.records[base_id]
-                pending = {**log.writes.get(base_id, {}), **base["pending"]} if base_id == log.latest() else {}
-                pending_nodes = dict(log.node_writes.get(base_id, {})) if base_id == log.latest() else {}
-                if not base["next"] and base["error"] is None:
+                # Nodes that finished before a crash: their writes were recorded but no
+                # checkpoint lists them as completed yet. The resume checkpoint does.
+                crashed = log.writes.get(base_id, {}) if base_id == log.latest() else {}
+                pending = {**crashed, **base["pending"]} if base_id == log.latest() else {}
+                pending_nodes = dict(log.node_writes.get(base_id, {})) if crashed else {}
+                if not _scheduled(base) and base["error"] is None:
                     return log.snapshot(base_id)  # finished: nothing to resume
                 source = "resume" if base_id == log.latest() else "fork"
                 cur = self._checkpoint(
@@ -339,8 +354,9 @@ class CompiledWorkflow:
                     parent=base_id,
                     step=base["step"],
                     values={},
-                    nxt=list(base["next"]),
+                    nxt=_scheduled(base),
                     pending=pending,
+                    completed=list(crashed),
                     nodes=pending_nodes,
                     source=source,
                 )
@@ -405,7 +421,7 @@ class CompiledWorkflow:
         until: str | None,
         resume_called: float | None,
     ) -> Snapshot:
-        nxt = list(cur.next_nodes)
+        nxt = _scheduled(log.records[cur.checkpoint_id])
         step = cur.step
         while nxt:
             runnable = self._runnable(nxt)
@@ -465,6 +481,11 @@ class CompiledWorkflow:
             if self.interrupt_after & set(runnable) and nxt:
                 return cur
         return cur
+
+
+def _scheduled(rec: Mapping[str, Any]) -> list[str]:
+    """The nodes a checkpoint left to run: the next superstep's and the waiting joins."""
+    return [*rec["next"], *rec.get("waiting", [])]
 
 
 class _Claim:
