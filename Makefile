@@ -38,8 +38,8 @@ lint: $(BUILT) ## ruff, mypy --strict, stubtest of the native module, clippy, ru
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python -- -D warnings
 
-test-py: $(BUILT) ## The Python tests
-	$(PY) -m pytest -q
+test-py: $(BUILT) ## The Python tests, with line coverage of pyactors/workflow (at least 95%)
+	$(PY) -m pytest -q --cov=pyactors.workflow --cov-report=term:skip-covered --cov-fail-under=95
 
 bench: $(BUILT) ## Benchmarks (not timed tests): prints medians, p99, ratios
 	$(PY) benches/bench_store.py

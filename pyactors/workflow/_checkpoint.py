@@ -114,6 +114,7 @@ class _ThreadLog:
         self.writes: dict[str, dict[str, dict[str, Any]]] = {}
         self.node_writes: dict[str, dict[str, Any]] = {}
         self.damaged: CheckpointCorruptError | None = None
+        self._damage_at = 0
         self._states: dict[str, tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]] = {}
 
     def add_checkpoint(self, rec: dict[str, Any]) -> None:
@@ -127,6 +128,15 @@ class _ThreadLog:
             self.order.append(rec["id"])
         self.records[rec["id"]] = rec
         self._states.pop(rec["id"], None)
+
+    def mark_damaged(self, error: CheckpointCorruptError) -> None:
+        """Remember damage met while reading; later valid checkpoints still count."""
+        self.damaged = error
+        self._damage_at = len(self.order)
+
+    def newest_damaged(self) -> CheckpointCorruptError | None:
+        """The damage, if no valid checkpoint was written after it."""
+        return self.damaged if self.damaged is not None and self._damage_at == len(self.order) else None
 
     def materialise(self, cid: str) -> tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]:
         """(state, completed nodes, node states) at checkpoint `cid`."""
@@ -164,8 +174,10 @@ class _ThreadLog:
         rec = self.records[cid]
         state, completed, nodes = self.materialise(cid)
         err = rec["error"]
-        # Writes recorded after this checkpoint by a superstep that never finished.
+        # Writes recorded after this checkpoint by a superstep that never finished:
+        # those nodes did finish, so they count as completed.
         unfinished = self.writes.get(cid, {}) if cid == self.latest() else {}
+        completed += tuple(n for n in unfinished if n not in completed)
         return Snapshot(
             thread_id=self.thread_id,
             checkpoint_id=cid,
@@ -232,12 +244,13 @@ class Checkpointer:
         started = time.perf_counter()
         log = _ThreadLog(thread_id)
         loads = self.serializer.loads
+        store_damage = None
         try:
             records = self._records(thread_id)
         except CorruptSegmentError as exc:
             # The store keeps the records before the damage readable: read them one by one.
             records = self._records_before_damage(thread_id)
-            log.damaged = CheckpointCorruptError(thread_id, None, str(exc))
+            store_damage = CheckpointCorruptError(thread_id, None, str(exc))
         size = 0
         for kind, payload in records:
             size += len(payload)
@@ -252,11 +265,11 @@ class Checkpointer:
                 else:
                     log.add_checkpoint(rec)
             except (SerializationError, KeyError, TypeError) as exc:
-                log.damaged = CheckpointCorruptError(thread_id, None, f"{type(exc).__name__}: {exc}")
-                break
+                log.mark_damaged(CheckpointCorruptError(thread_id, None, f"{type(exc).__name__}: {exc}"))
             except CheckpointCorruptError as exc:
-                log.damaged = exc
-                break
+                log.mark_damaged(exc)
+        if store_damage is not None:
+            log.mark_damaged(store_damage)
         logger.debug(
             "restore thread=%s checkpoints=%d bytes=%d ms=%.2f",
             thread_id,
@@ -300,8 +313,9 @@ class Checkpointer:
                 still readable with `get`).
         """
         log = self._load(thread_id)
-        if log.damaged is not None:
-            raise log.damaged
+        damaged = log.newest_damaged()
+        if damaged is not None:
+            raise damaged
         cid = log.latest()
         return None if cid is None else log.snapshot(cid)
 

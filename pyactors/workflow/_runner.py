@@ -270,9 +270,10 @@ class CompiledWorkflow:
 
     def _loaded(self, thread_id: str) -> _ThreadLog:
         log = self.checkpointer._load(thread_id)
+        damaged = log.newest_damaged()
+        if damaged is not None:
+            raise damaged
         if not log.order:
-            if log.damaged is not None:
-                raise log.damaged
             msg = f"no workflow thread {thread_id!r}"
             raise CheckpointNotFoundError(msg)
         return log
@@ -331,13 +332,11 @@ class CompiledWorkflow:
         with self._claimed(thread_id):
             log = self.checkpointer._load(thread_id)
             if resume:
-                if not log.order and log.damaged is None:
-                    msg = f"no workflow thread {thread_id!r}"
-                    raise CheckpointNotFoundError(msg)
+                damaged = log.newest_damaged()
+                if from_id is None and damaged is not None:
+                    raise damaged  # name an older checkpoint_id to resume from it
                 base_id = from_id or log.latest()
                 if base_id is None or base_id not in log.records:
-                    if log.damaged is not None and from_id is None:
-                        raise log.damaged
                     msg = f"thread {thread_id!r} has no checkpoint {from_id!r}"
                     raise CheckpointNotFoundError(msg)
                 base = log.records[base_id]
