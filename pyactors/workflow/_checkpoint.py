@@ -330,8 +330,12 @@ class Checkpointer:
 
     # -- writing ---------------------------------------------------------------------
 
-    def _write_checkpoint(self, log: _ThreadLog, rec: dict[str, Any]) -> Snapshot:
-        """Append a checkpoint (a delta unless its chain is long) and add it to `log`."""
+    def _write_checkpoint(self, log: _ThreadLog, rec: dict[str, Any]) -> str:
+        """Append a checkpoint (a delta unless its chain is long), add it to `log`, return its id.
+
+        No `Snapshot` is built here: materialising and copying the state would make every
+        checkpoint cost the size of the state instead of the size of the change.
+        """
         started = time.perf_counter()
         if not rec["full"] and log.depth(rec["parent"]) + 1 >= FULL_EVERY:
             state, completed, nodes = log.materialise(rec["parent"])
@@ -353,7 +357,8 @@ class Checkpointer:
             len(payload),
             (time.perf_counter() - started) * 1000,
         )
-        return log.snapshot(rec["id"])
+        cid: str = rec["id"]
+        return cid
 
     def _write_node_writes(
         self, thread_id: str, checkpoint_id: str, node: str, writes: Mapping[str, Any], node_state: Any

@@ -251,7 +251,7 @@ class CompiledWorkflow:
             # Writes of nodes that finished in an unfinished superstep stay pending.
             crashed = {} if as_node else log.writes.get(cid, {})
             pending = {} if as_node else {**crashed, **rec["pending"]}
-            return self._checkpoint(
+            new = self._checkpoint(
                 log,
                 parent=cid,
                 step=rec["step"] + 1,
@@ -262,6 +262,7 @@ class CompiledWorkflow:
                 completed=list(crashed),
                 nodes=log.node_writes.get(cid, {}) if crashed else None,
             )
+            return log.snapshot(new)
 
     # -- the engine -----------------------------------------------------------------
 
@@ -292,7 +293,7 @@ class CompiledWorkflow:
         pending: Mapping[str, Any] | None = None,
         error: NodeError | None = None,
         meta: Mapping[str, Any] | None = None,
-    ) -> Snapshot:
+    ) -> str:
         ready = set(self._runnable(list(nxt))) if nxt else set()
         rec = {
             "v": 1,
@@ -380,7 +381,7 @@ class CompiledWorkflow:
                     )
                 pending = {}
                 skip_interrupt = False
-            state, _, node_states = log.materialise(cur.checkpoint_id)
+            state, _, node_states = log.materialise(cur)
             run = _Run(self, thread_id, node_states)
             try:
                 return self._loop(
@@ -412,7 +413,7 @@ class CompiledWorkflow:
         self,
         log: _ThreadLog,
         run: _Run,
-        cur: Snapshot,
+        cur: str,
         state: State,
         *,
         pending: dict[str, Any],
@@ -420,15 +421,15 @@ class CompiledWorkflow:
         until: str | None,
         resume_called: float | None,
     ) -> Snapshot:
-        nxt = _scheduled(log.records[cur.checkpoint_id])
-        step = cur.step
+        nxt = _scheduled(log.records[cur])
+        step = log.records[cur]["step"]
         while nxt:
             runnable = self._runnable(nxt)
             if until in runnable or (not skip_interrupt and self.interrupt_before & set(runnable)):
-                return cur
+                return log.snapshot(cur)
             skip_interrupt = False
             to_run = [n for n in runnable if n not in pending]
-            results = run.superstep(to_run, state, cur.checkpoint_id) if to_run else {}
+            results = run.superstep(to_run, state, cur) if to_run else {}
             if resume_called is not None and run.started:
                 self.last_recovery_ms = (run.started[0] - resume_called) * 1000
             failed = [results[n] for n in to_run if results[n].error is not None]
@@ -440,9 +441,9 @@ class CompiledWorkflow:
             if failed:
                 error = failed[0].error
                 assert error is not None
-                snap = self._checkpoint(
+                failed_at = self._checkpoint(
                     log,
-                    parent=cur.checkpoint_id,
+                    parent=cur,
                     step=step,
                     values={},
                     nxt=nxt,
@@ -453,7 +454,7 @@ class CompiledWorkflow:
                     error=error,
                 )
                 msg = f"{self.graph.name}: node {error.node!r} failed: {error.exc_type}: {error.message}"
-                raise NodeFailedError(msg, snap)
+                raise NodeFailedError(msg, log.snapshot(failed_at))
             changed = _merge(self.graph, state, [(n, writes[n]) for n in runnable])
             state.update(changed)
             following: list[str] = [n for n in nxt if n not in runnable]
@@ -467,7 +468,7 @@ class CompiledWorkflow:
                 resume_called = None
             cur = self._checkpoint(
                 log,
-                parent=cur.checkpoint_id,
+                parent=cur,
                 step=step,
                 values=changed,
                 nxt=nxt,
@@ -478,8 +479,8 @@ class CompiledWorkflow:
             )
             pending = {}
             if self.interrupt_after & set(runnable) and nxt:
-                return cur
-        return cur
+                return log.snapshot(cur)
+        return log.snapshot(cur)
 
 
 def _scheduled(rec: Mapping[str, Any]) -> list[str]:
