@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import pickle
@@ -43,14 +42,14 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
+from _harness import run_sections
 from bench_store import NS, Rate, Times, fmt_rate, verdict
 
 from pyactors import PersistentActor, SegmentStore, Supervisor
@@ -611,46 +610,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
-    t_start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="pyactors-bench-actors-")
-    try:
-        for name, fn in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
-            try:
-                fn(cfg, tmp)
-            except Exception as exc:
-                problem(f"{name}: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-                pykka.ActorRegistry.stop_all()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    elapsed = time.perf_counter() - t_start
-    targets = [r for r in RESULTS if r.get("met") is not None]
-    met = sum(1 for r in targets if r["met"])
-    print(
-        f"\ntargets met: {met}/{len(targets)}; problems: {len(PROBLEMS)}; total {elapsed:.0f} s; "
-        f"load average now {os.getloadavg()[0]:.2f}"
+    return run_sections(
+        "bench-actors",
+        SECTIONS,
+        cfg,
+        only=args.only,
+        json_path=args.json,
+        results=RESULTS,
+        problems=PROBLEMS,
+        problem=problem,
+        after_error=pykka.ActorRegistry.stop_all,
     )
-    for p in PROBLEMS:
-        print(f"  problem: {p}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "quick": cfg.quick,
-                    "config": asdict(cfg),
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "threads_at_end": threading.active_count(),
-                    "elapsed_s": elapsed,
-                    "results": RESULTS,
-                    "problems": PROBLEMS,
-                },
-                f,
-                indent=2,
-            )
-    return 1 if PROBLEMS else 0
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ counts raw (uncompressed) payload bytes.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import pickle
@@ -46,10 +45,11 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import zstandard
+from _harness import run_sections
 
 from pyactors import Kind, SegmentStore
 
@@ -799,44 +799,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"python {platform.python_version()}, zstandard {zstandard.__version__}, "
         f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.2f}"
     )
-    t_start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="pyactors-bench-")
-    try:
-        for name, fn in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
-            try:
-                fn(cfg, tmp)
-            except Exception as exc:
-                problem(f"{name}: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    elapsed = time.perf_counter() - t_start
-    targets = [r for r in RESULTS if r.get("met") is not None]
-    met = sum(1 for r in targets if r["met"])
-    print(
-        f"\ntargets met: {met}/{len(targets)}; problems: {len(PROBLEMS)}; total {elapsed:.0f} s; "
-        f"load average now {os.getloadavg()[0]:.2f}"
+    return run_sections(
+        "bench-store",
+        SECTIONS,
+        cfg,
+        only=args.only,
+        json_path=args.json,
+        results=RESULTS,
+        problems=PROBLEMS,
+        problem=problem,
     )
-    for p in PROBLEMS:
-        print(f"  problem: {p}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "quick": cfg.quick,
-                    "config": asdict(cfg),
-                    "python": platform.python_version(),
-                    "cpus": os.cpu_count(),
-                    "elapsed_s": elapsed,
-                    "results": RESULTS,
-                    "problems": PROBLEMS,
-                },
-                f,
-                indent=2,
-            )
-    return 1 if PROBLEMS else 0
 
 
 if __name__ == "__main__":

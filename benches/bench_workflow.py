@@ -61,14 +61,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Annotated, Any, TypedDict
 
+from _harness import run_sections
 from bench_store import Times, percentile, semi_compressible, verdict
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -876,46 +876,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"langgraph-checkpoint-sqlite {_version('langgraph-checkpoint-sqlite')}, sqlite {sqlite3.sqlite_version}; "
         f"{os.cpu_count()} CPUs, {platform.machine()}, load average {os.getloadavg()[0]:.2f}"
     )
-    t_start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="pyactors-bench-workflow-")
-    try:
-        for name, fn in SECTIONS.items():
-            if args.only and name not in args.only:
-                continue
-            try:
-                fn(cfg, tmp)
-            except Exception as exc:
-                problem(f"{name}: {type(exc).__name__}: {exc}")
-                traceback.print_exc()
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    elapsed = time.perf_counter() - t_start
-    targets = [r for r in RESULTS if r.get("met") is not None]
-    met = sum(1 for r in targets if r["met"])
-    print(
-        f"\ntargets met: {met}/{len(targets)}; problems: {len(PROBLEMS)}; total {elapsed:.0f} s; "
-        f"load average now {os.getloadavg()[0]:.2f}"
+    return run_sections(
+        "bench-workflow",
+        SECTIONS,
+        cfg,
+        only=args.only,
+        json_path=args.json,
+        results=RESULTS,
+        problems=PROBLEMS,
+        problem=problem,
+        extra={"langgraph": _version("langgraph")},
     )
-    for p in PROBLEMS:
-        print(f"  problem: {p}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(
-                {
-                    "quick": cfg.quick,
-                    "config": asdict(cfg),
-                    "python": platform.python_version(),
-                    "langgraph": _version("langgraph"),
-                    "cpus": os.cpu_count(),
-                    "threads_at_end": threading.active_count(),
-                    "elapsed_s": elapsed,
-                    "results": RESULTS,
-                    "problems": PROBLEMS,
-                },
-                f,
-                indent=2,
-            )
-    return 1 if PROBLEMS else 0
 
 
 if __name__ == "__main__":
