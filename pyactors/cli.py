@@ -3,6 +3,14 @@
 Commands:
     supervise: Run worker processes on a store directory and keep them alive
         (`pyactors.process.ProcessSupervisor`); see ``docs/SUPERVISION_PROCESS.md``.
+    inspect: What a store holds: streams, records by kind, sizes, compression,
+        each actor's latest snapshot and backlog.
+    verify: Scan every record; list every damaged one (file, offset).
+    compact: Reclaim the space of deleted records.
+
+``inspect``, ``verify`` and ``compact`` open the store as its writer (stop the
+process that uses it first; a second writer gets a clear error), and opening
+truncates a torn tail as any open does (``inspect`` reports it).
 
 Each command is one ``_add_<command>`` function that registers its sub-parser
 and sets ``handler``, the function that runs it and returns the exit status.
@@ -64,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_supervise(commands)
+    _add_store_tools(commands)
     return parser
 
 
@@ -96,6 +105,167 @@ def _version() -> str:
 def _error(command: str, message: str) -> int:
     sys.stderr.write(f"pyactors {command}: error: {message}\n")
     return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------------- store tools
+
+
+def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, help_text, handler in (
+        ("inspect", "what a store holds: streams, kinds, sizes, compression, snapshots, backlogs", _inspect),
+        ("verify", "scan every record and list the damaged ones (exit 1 if any)", _verify),
+        ("compact", "reclaim the space of deleted records", _compact),
+    ):
+        p = commands.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("store", metavar="STORE_DIR", help="the store directory")
+        p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+        if name == "compact":
+            p.add_argument(
+                "--min-dead-ratio",
+                type=float,
+                default=0.5,
+                metavar="R",
+                help="compact sealed segments at least this dead (0-1; default 0.5)",
+            )
+        p.set_defaults(handler=handler)
+
+
+def _kind_name(kind: int) -> str:
+    from pyactors.store import Kind
+
+    if kind >= 128:  # noqa: PLR2004 - the user range
+        return f"user:{kind - 128}"
+    return "tombstone" if kind == 4 else Kind(kind).name.lower()  # noqa: PLR2004
+
+
+def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], dict[str, Any]]) -> int:
+    """Open the store, run `work`, print its result; the exit status is its "exit" key."""
+    from pyactors.errors import PyActorsError
+    from pyactors.store import SegmentStore
+
+    if not os.path.isdir(args.store):
+        return _error(command, f"{args.store}: no such store directory")
+    try:
+        with SegmentStore(args.store) as store:
+            result = work(store)
+    except PyActorsError as exc:
+        sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAILED
+    status = int(result.pop("exit", EXIT_OK))
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(result.pop("text") + "\n")
+    return status
+
+
+def _damage_list(damaged: Any) -> list[dict[str, Any]]:
+    return [{"path": d.path, "offset": d.offset, "length": d.length, "reason": d.reason} for d in damaged]
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    def work(store: Any) -> dict[str, Any]:
+        from pyactors.actor import recover
+
+        report = store.verify()
+        actors = {a.persistence_id: a for a in recover(store)}
+        streams: dict[str, dict[str, Any]] = {}
+        for k in report.kinds:
+            entry = streams.setdefault(k.stream, {"stream": k.stream, "kinds": {}})
+            entry["kinds"][_kind_name(k.kind)] = {
+                "live": k.live,
+                "dead": k.dead,
+                "stored_bytes": k.stored_bytes,
+                "raw_bytes": k.raw_bytes,
+                "compression_ratio": round(k.compression_ratio, 3),
+            }
+        for name, entry in streams.items():
+            actor = actors.get(name)
+            entry["latest_snapshot"] = (
+                None
+                if actor is None or actor.snapshot_seq is None
+                else {"seq": actor.snapshot_seq, "time": actor.snapshot_time, "watermark": actor.watermark}
+            )
+            entry["backlog"] = None if actor is None else actor.backlog
+        opened = store.open_report
+        stored = sum(k.stored_bytes for k in report.kinds)
+        raw = sum(k.raw_bytes for k in report.kinds)
+        lines = [
+            f"{store.path}: {report.segments} segments, {report.bytes:,} bytes, {report.records:,} records, "
+            f"{len(streams)} streams, payloads {raw:,} B raw / {stored:,} B stored "
+            f"({raw / stored if stored else 1:.2f}x)",
+            f"open: truncated {opened.truncated_bytes} bytes ({opened.dropped_records} records), "
+            f"rebuilt indexes {len(opened.rebuilt_indexes)}",
+        ]
+        lines.append(
+            f"{'stream':<32} {'kind':<12} {'live':>8} {'dead':>8} {'stored':>12} {'ratio':>6}  snapshot/backlog"
+        )
+        for entry in streams.values():
+            snap = entry["latest_snapshot"]
+            extra = (
+                "" if entry["backlog"] is None else f"  seq {snap['seq'] if snap else '-'}, backlog {entry['backlog']}"
+            )
+            for i, (kind, k) in enumerate(entry["kinds"].items()):
+                lines.append(
+                    f"{entry['stream'] if i == 0 else '':<32} {kind:<12} {k['live']:>8,} {k['dead']:>8,} "
+                    f"{k['stored_bytes']:>12,} {k['compression_ratio']:>5.2f}x{extra if i == 0 else ''}"
+                )
+        lines.extend(f"DAMAGED {d.path} at {d.offset}: {d.reason}" for d in report.damaged)
+        return {
+            "path": store.path,
+            "segments": report.segments,
+            "bytes": report.bytes,
+            "records": report.records,
+            "open_report": {
+                "truncated_bytes": opened.truncated_bytes,
+                "dropped_records": opened.dropped_records,
+                "rebuilt_indexes": list(opened.rebuilt_indexes),
+            },
+            "streams": list(streams.values()),
+            "damaged": _damage_list(report.damaged),
+            "text": "\n".join(lines),
+            "exit": EXIT_OK if report.ok else EXIT_FAILED,
+        }
+
+    return _run_on_store("inspect", args, work)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    def work(store: Any) -> dict[str, Any]:
+        report = store.verify()
+        text = [f"{store.path}: {report.segments} segments, {report.records:,} valid records, {report.bytes:,} bytes"]
+        text += [f"DAMAGED {d.path} at byte {d.offset} ({d.length} bytes): {d.reason}" for d in report.damaged]
+        text.append("ok" if report.ok else f"{len(report.damaged)} damaged range(s)")
+        return {
+            "path": store.path,
+            "ok": report.ok,
+            "segments": report.segments,
+            "records": report.records,
+            "bytes": report.bytes,
+            "damaged": _damage_list(report.damaged),
+            "text": "\n".join(text),
+            "exit": EXIT_OK if report.ok else EXIT_FAILED,
+        }
+
+    return _run_on_store("verify", args, work)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    def work(store: Any) -> dict[str, Any]:
+        r = store.compact(args.min_dead_ratio)
+        return {
+            "path": store.path,
+            "segments_removed": r.segments_removed,
+            "records_copied": r.records_copied,
+            "bytes_before": r.bytes_before,
+            "bytes_after": r.bytes_after,
+            "text": f"{store.path}: removed {r.segments_removed} segments, copied {r.records_copied} records, "
+            f"{r.bytes_before:,} -> {r.bytes_after:,} bytes",
+        }
+
+    return _run_on_store("compact", args, work)
 
 
 # ---------------------------------------------------------------------------- supervise

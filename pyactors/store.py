@@ -38,6 +38,7 @@ __all__ = [
     "Damage",
     "Durability",
     "Kind",
+    "KindStats",
     "OpenReport",
     "Record",
     "SegmentStore",
@@ -134,6 +135,32 @@ class OpenReport:
 
 
 @dataclass(frozen=True, slots=True)
+class KindStats:
+    """What a stream holds of one record kind (counted by `SegmentStore.verify()`).
+
+    Attributes:
+        stream: The stream id.
+        kind: The record kind.
+        live: Records not deleted.
+        dead: Deleted records whose space `compact()` has not reclaimed yet.
+        stored_bytes: Payload bytes of the live records as stored (zstd or raw).
+        raw_bytes: Payload bytes of the live records once decompressed.
+    """
+
+    stream: str
+    kind: int
+    live: int
+    dead: int
+    stored_bytes: int
+    raw_bytes: int
+
+    @property
+    def compression_ratio(self) -> float:
+        """Raw bytes per stored byte (1.0 when nothing is stored)."""
+        return self.raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyReport:
     """The result of `SegmentStore.verify()`: a read-only scan of every record.
 
@@ -142,12 +169,14 @@ class VerifyReport:
         records: Valid records found.
         bytes: Bytes scanned.
         damaged: Every damaged range, with file and offset.
+        kinds: What the valid records hold, per stream and kind.
     """
 
     segments: int
     records: int
     bytes: int
     damaged: tuple[Damage, ...]
+    kinds: tuple[KindStats, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -345,13 +374,14 @@ class SegmentStore:
         return CompactReport(**self._log.compact(min_dead_ratio))
 
     def verify(self) -> VerifyReport:
-        """Scan every segment, read-only, and report every damaged record."""
+        """Scan every segment, read-only: report every damaged record, and count what the valid ones hold."""
         report = self._log.verify()
         return VerifyReport(
             segments=report["segments"],
             records=report["records"],
             bytes=report["bytes"],
             damaged=_damage(report["damaged"]),
+            kinds=tuple(KindStats(*k) for k in report["kinds"]),
         )
 
     def stats(self) -> dict[str, int]:

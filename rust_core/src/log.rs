@@ -19,7 +19,7 @@ use crate::format::{
     decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index, encode_segment_header,
     encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError, IndexSummary, FORMAT_VERSION,
     INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -133,6 +133,25 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Every damaged range.
     pub damaged: Vec<Damage>,
+    /// What the valid records hold, per stream and kind (sorted).
+    pub kinds: Vec<KindStats>,
+}
+
+/// The records of one kind in one stream, as `verify` counted them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KindStats {
+    /// Stream id.
+    pub stream: String,
+    /// Record kind.
+    pub kind: u8,
+    /// Records not deleted.
+    pub live: u64,
+    /// Records deleted by a tombstone, whose space compaction has not reclaimed yet.
+    pub dead: u64,
+    /// Payload bytes as stored (compressed or raw), live records.
+    pub stored_bytes: u64,
+    /// Payload bytes once decompressed, live records.
+    pub raw_bytes: u64,
 }
 
 /// What `compact` did.
@@ -1169,6 +1188,7 @@ impl Inner {
             (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos)
         };
         let mut report = VerifyReport::default();
+        let mut kinds: HashMap<(String, u8), KindStats> = HashMap::new();
         for (seg, end) in sealed.iter().map(|&s| (s, None)).chain(std::iter::once((active_base, Some(active_end)))) {
             let path = self.seg_path(seg);
             let h = self.handle(seg)?;
@@ -1190,6 +1210,25 @@ impl Inner {
             let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
             report.records += records.len() as u64;
             report.damaged.extend(damaged);
+            let idx = read(&self.index);
+            for r in records {
+                let dead = r.header.kind != KIND_TOMBSTONE
+                    && idx.streams.get(&r.stream).is_some_and(|s| s.is_dead(r.header.kind, r.header.seq));
+                let stored = u64::from(r.len).saturating_sub((RECORD_HEADER_LEN + r.stream.len()) as u64);
+                let k = kinds.entry((r.stream.clone(), r.header.kind)).or_insert_with(|| KindStats {
+                    stream: r.stream,
+                    kind: r.header.kind,
+                    ..KindStats::default()
+                });
+                if dead {
+                    k.dead += 1;
+                } else {
+                    k.live += 1;
+                    k.stored_bytes += stored;
+                    k.raw_bytes += u64::from(r.header.raw_len);
+                }
+            }
+            drop(idx);
             if let Some(t) = tail {
                 report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
             }
@@ -1199,6 +1238,9 @@ impl Inner {
                 }
             }
         }
+        let mut kinds: Vec<KindStats> = kinds.into_values().collect();
+        kinds.sort_by(|a, b| (&a.stream, a.kind).cmp(&(&b.stream, b.kind)));
+        report.kinds = kinds;
         Ok(report)
     }
 }

@@ -314,6 +314,10 @@ fn prune_and_delete_write_tombstones_that_survive_reopen() {
     fill(&log, "other", 5);
     assert_eq!(log.prune("s", 1, 3).expect("prune"), 7);
     assert_eq!(log.prune("s", 1, 3).expect("prune again"), 0);
+    let kinds = log.verify().expect("verify").kinds;
+    let snaps = kinds.iter().find(|k| k.stream == "s" && k.kind == 1).expect("snapshot stats");
+    assert_eq!((snaps.live, snaps.dead), (3, 7));
+    assert_eq!(snaps.raw_bytes, 3 * 6, "raw bytes of the live ones: 'snap 7', 'snap 8', 'snap 9'");
     drop(log);
     let log = Log::open(d.path(), small()).expect("reopen");
     let snaps = log.read("s", 0, Some(&[1])).expect("read");

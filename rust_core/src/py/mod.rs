@@ -174,6 +174,9 @@ impl PySegmentLog {
         d.set_item("records", r.records)?;
         d.set_item("bytes", r.bytes)?;
         d.set_item("damaged", damages(py, &r.damaged)?)?;
+        let kinds: Vec<(String, u8, u64, u64, u64, u64)> =
+            r.kinds.into_iter().map(|k| (k.stream, k.kind, k.live, k.dead, k.stored_bytes, k.raw_bytes)).collect();
+        d.set_item("kinds", kinds)?;
         Ok(d)
     }
 
