@@ -135,7 +135,12 @@ def _kind_name(kind: int) -> str:
 
     if kind >= 128:  # noqa: PLR2004 - the user range
         return f"user:{kind - 128}"
-    return "tombstone" if kind == 4 else Kind(kind).name.lower()  # noqa: PLR2004
+    if kind == 4:  # noqa: PLR2004 - the core's tombstone kind
+        return "tombstone"
+    try:
+        return Kind(kind).name.lower()
+    except ValueError:
+        return f"kind:{kind}"  # reserved, written by a newer pyactors
 
 
 def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], dict[str, Any]]) -> int:
