@@ -497,7 +497,8 @@ class FileCheckpointer(Checkpointer):
 
     def threads(self) -> list[str]:
         """Every thread with checkpoints, sorted."""
-        return [s[3:] for s in self.store.streams() if s.startswith("wf/") and self.store.latest(s, Kind.CHECKPOINT)]
+        # A thread's stream starts with its input checkpoint, so every live wf/ stream is a thread.
+        return [s[3:] for s in self.store.streams() if s.startswith("wf/")]
 
     def close(self) -> None:
         """Close the store if this checkpointer opened it."""
