@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self
 
 import pykka
 from pykka import ActorDeadError, messages
@@ -61,8 +61,7 @@ class _Hooks(Protocol):
         """The child stopped normally."""
 
 
-@dataclass(frozen=True, slots=True)
-class _StartArgs:
+class _StartArgs(NamedTuple):
     persistence_id: str | None
     store: SegmentStore | None
     hooks: _Hooks | None = None

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pyactors.actor import PersistentActor
 from pyactors.errors import WorkflowError
@@ -24,8 +23,7 @@ Router = Callable[[State], str | list[str]]
 Reducer = Callable[[Any, Any], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _Branch:
+class _Branch(NamedTuple):
     router: Router
     mapping: Mapping[str, str] | None
 
@@ -34,8 +32,7 @@ class _Branch:
         return set(self.mapping.values()) if self.mapping is not None else set()
 
 
-@dataclass(frozen=True, slots=True)
-class Graph:
+class Graph(NamedTuple):
     """A validated graph, as `Workflow.compile()` hands it to the runner."""
 
     name: str

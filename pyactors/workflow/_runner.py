@@ -7,8 +7,7 @@ import queue
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pykka import messages
 
@@ -28,15 +27,13 @@ logger = logging.getLogger("pyactors.workflow")
 _MISSING = object()
 
 
-@dataclass(frozen=True, slots=True)
-class _Task:
+class _Task(NamedTuple):
     node: str
     state: State
     checkpoint_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Done:
+class _Done(NamedTuple):
     node: str
     writes: dict[str, Any] | None
     node_state: Any
