@@ -172,10 +172,13 @@ def _life(run: _Run, number: int, rng: random.Random, *, kill: str | None) -> _L
                 kill_at = time.monotonic()
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(timeout=30)
-                assert proc.returncode == -signal.SIGKILL
-                life = _Life(number, killed=True, kill_at=kill_at)
-                _inspect(run, life)
-                return life
+                if proc.returncode == -signal.SIGKILL:
+                    life = _Life(number, killed=True, kill_at=kill_at)
+                    _inspect(run, life)
+                    return life
+                # It finished between the poll and the signal: an ordinary, complete life.
+                assert proc.returncode == 0, proc.returncode
+                return _Life(number, killed=False)
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
