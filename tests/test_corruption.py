@@ -418,3 +418,18 @@ def test_missing_or_damaged_index_is_rebuilt_at_open_and_reads_still_work(
     s = open_store()
     assert s.open_report.rebuilt_indexes == ()
     assert_contents(s, written)
+
+
+def test_two_sealed_segments_with_swapped_names_raise_corrupt_segment_error(
+    store_path: Path, open_store: Callable[..., SegmentStore]
+) -> None:
+    _rolled(store_path)
+    first, second = segment_files(store_path)[:2]
+    tmp = first.with_suffix(".swap")
+    first.rename(tmp)
+    second.rename(first)
+    tmp.rename(second)
+    with pytest.raises(CorruptSegmentError) as excinfo:
+        open_store(segment_bytes=SMALL_SEGMENT)
+    assert _same(excinfo.value.path, first)
+    assert "base offset" in excinfo.value.reason
