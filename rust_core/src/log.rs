@@ -780,9 +780,7 @@ impl Inner {
     /// the index file, the new segment) happens before the in-memory index changes, so
     /// a failure leaves the log as it was and the next append retries the roll.
     fn roll(&self, w: &mut Writer) -> Result<()> {
-        let old_path = self.seg_path(w.base);
-        w.file.sync_data().at(&old_path)?;
-        self.note_synced(w.lsn);
+        self.sync_active(w)?;
         let (mut summary, entries) = {
             let idx = read(&self.index);
             let mut names: Vec<&String> = idx.streams.keys().collect();
@@ -813,6 +811,17 @@ impl Inner {
         w.file = file;
         w.base = base;
         w.pos = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// fdatasync the active segment with the writer held (roll, compaction). A failure
+    /// poisons the writer as in `sync_to`: the kernel may have dropped the dirty pages.
+    fn sync_active(&self, w: &mut Writer) -> Result<()> {
+        if let Err(e) = w.file.sync_data() {
+            w.failed = Some(e.to_string());
+            return Err(CoreError::io(self.seg_path(w.base), e));
+        }
+        self.note_synced(w.lsn);
         Ok(())
     }
 
@@ -1157,8 +1166,7 @@ impl Inner {
             if !copies.is_empty() {
                 self.write_frames(&mut w, copies)?;
             }
-            w.file.sync_data().at(&self.seg_path(w.base))?;
-            self.note_synced(w.lsn);
+            self.sync_active(&mut w)?;
             {
                 let mut idx = write(&self.index);
                 idx.sealed.remove(&seg);
