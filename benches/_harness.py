@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -16,6 +17,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+RESULTS: list[dict[str, Any]] = []
+"""Every figure of this run (one benchmark script per process), written by --json."""
+PROBLEMS: list[str] = []
+"""Misbehaviour seen during the run: the run exits 1 if there is any."""
+
+
+def problem(msg: str) -> None:
+    """Record (and print) a problem of the run."""
+    PROBLEMS.append(msg)
+    print(f"  !! {msg}", flush=True)
+
+
+def parse_args(doc: str, sections: Sequence[str], quick_help: str, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options every benchmark takes: --quick, --json PATH, --only SECTION."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    parser.add_argument("--only", choices=sorted(sections), action="append", help="run only these sections")
+    return parser.parse_args(argv)
+
 
 def run_sections(
     name: str,
@@ -24,9 +45,6 @@ def run_sections(
     *,
     only: Sequence[str] | None,
     json_path: str | None,
-    results: list[dict[str, Any]],
-    problems: list[str],
-    problem: Callable[[str], None],
     extra: Mapping[str, Any] | None = None,
     after_error: Callable[[], None] | None = None,
 ) -> int:
@@ -51,13 +69,13 @@ def run_sections(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.perf_counter() - started
-    targets = [r for r in results if r.get("met") is not None]
+    targets = [r for r in RESULTS if r.get("met") is not None]
     met = sum(1 for r in targets if r["met"])
     print(
-        f"\ntargets met: {met}/{len(targets)}; problems: {len(problems)}; total {elapsed:.0f} s; "
+        f"\ntargets met: {met}/{len(targets)}; problems: {len(PROBLEMS)}; total {elapsed:.0f} s; "
         f"load average now {os.getloadavg()[0]:.2f}"
     )
-    for p in problems:
+    for p in PROBLEMS:
         print(f"  problem: {p}")
     if json_path:
         with open(json_path, "w") as f:
@@ -71,10 +89,10 @@ def run_sections(
                     "threads_at_end": threading.active_count(),
                     "elapsed_s": elapsed,
                     **(extra or {}),
-                    "results": results,
-                    "problems": problems,
+                    "results": RESULTS,
+                    "problems": PROBLEMS,
                 },
                 f,
                 indent=2,
             )
-    return 1 if problems else 0
+    return 1 if PROBLEMS else 0

@@ -31,7 +31,6 @@ percentile of time per message). Latency rows: one sample per operation.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import logging
 import os
@@ -49,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pykka
-from _harness import run_sections
+from _harness import RESULTS, parse_args, problem, run_sections
 from bench_store import NS, Rate, Times, fmt_rate, verdict
 
 from pyactors import PersistentActor, SegmentStore, Supervisor
@@ -205,14 +204,6 @@ class PlainRestored(pykka.ThreadingActor):
 
 
 # --------------------------------------------------------------------------- output
-
-RESULTS: list[dict[str, Any]] = []
-PROBLEMS: list[str] = []
-
-
-def problem(msg: str) -> None:
-    PROBLEMS.append(msg)
-    print(f"  !! {msg}", flush=True)
 
 
 @dataclass
@@ -589,11 +580,7 @@ SECTIONS: dict[str, Callable[[Config, str], None]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status (1 if an actor misbehaved)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__ or "", SECTIONS, "fewer, shorter rounds", argv)
     if args.quick:
         cfg = Config(True, rounds=3, round_s=0.05, ask_rounds=3, asks_per_round=200, restart_rounds=5, restore_rounds=5)
     else:
@@ -616,9 +603,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg,
         only=args.only,
         json_path=args.json,
-        results=RESULTS,
-        problems=PROBLEMS,
-        problem=problem,
         after_error=pykka.ActorRegistry.stop_all,
     )
 

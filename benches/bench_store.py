@@ -29,7 +29,6 @@ counts raw (uncompressed) payload bytes.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import pickle
@@ -46,10 +45,9 @@ import traceback
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import zstandard
-from _harness import run_sections
+from _harness import RESULTS, parse_args, problem, run_sections
 
 from pyactors import Kind, SegmentStore
 
@@ -290,9 +288,6 @@ class Times:
 
 # --------------------------------------------------------------------------- output
 
-RESULTS: list[dict[str, Any]] = []
-PROBLEMS: list[str] = []
-
 
 def verdict(ok: bool | None) -> str:
     return "" if ok is None else ("met" if ok else "MISSED")
@@ -304,11 +299,6 @@ def fmt_rate(x: float) -> str:
     if x >= 1e3:
         return f"{x / 1e3:.1f}k"
     return f"{x:.0f}"
-
-
-def problem(msg: str) -> None:
-    PROBLEMS.append(msg)
-    print(f"  !! {msg}", flush=True)
 
 
 APPEND_HEADER = (
@@ -765,11 +755,7 @@ SECTIONS: dict[str, Callable[[Config, str], None]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status (1 if the store misbehaved)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds; 128 MB open store")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__ or "", SECTIONS, "fewer, shorter rounds; 128 MB open store", argv)
     if args.quick:
         cfg = Config(
             True,
@@ -805,9 +791,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg,
         only=args.only,
         json_path=args.json,
-        results=RESULTS,
-        problems=PROBLEMS,
-        problem=problem,
     )
 
 

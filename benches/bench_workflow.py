@@ -47,7 +47,6 @@ Sections:
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import operator
@@ -68,7 +67,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Annotated, Any, TypedDict
 
-from _harness import run_sections
+from _harness import RESULTS, parse_args, problem, run_sections
 from bench_store import Times, percentile, semi_compressible, verdict
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -148,14 +147,6 @@ def final_ok(out: dict[str, Any], blob: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------- output
-
-RESULTS: list[dict[str, Any]] = []
-PROBLEMS: list[str] = []
-
-
-def problem(msg: str) -> None:
-    PROBLEMS.append(msg)
-    print(f"  !! {msg}", flush=True)
 
 
 @dataclass
@@ -895,11 +886,7 @@ def _version(dist: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return the exit status (1 if a workflow misbehaved)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds and recovery runs")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
-    args = parser.parse_args(argv)
+    args = parse_args(__doc__ or "", SECTIONS, "fewer rounds and recovery runs", argv)
     if args.quick:
         cfg = Config(True, rounds=5, recovery_runs=3, big_runs=2)
     else:
@@ -919,9 +906,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg,
         only=args.only,
         json_path=args.json,
-        results=RESULTS,
-        problems=PROBLEMS,
-        problem=problem,
         extra={"langgraph": _version("langgraph")},
     )
 
