@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, NamedTuple, Self
 
 from pyactors import _core
 from pyactors.errors import InvalidArgumentError
@@ -73,8 +72,7 @@ class Kind(enum.IntEnum):
         return 128 + n
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One record read back from the store.
 
     Attributes:
@@ -92,8 +90,7 @@ class Record:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Damage:
+class Damage(NamedTuple):
     """A damaged byte range found in a store file.
 
     Attributes:
@@ -109,8 +106,7 @@ class Damage:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class OpenReport:
+class OpenReport(NamedTuple):
     """What opening the store found and repaired.
 
     Attributes:
@@ -134,8 +130,7 @@ class OpenReport:
     elapsed_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class KindStats:
+class KindStats(NamedTuple):
     """What a stream holds of one record kind (counted by `SegmentStore.verify()`).
 
     Attributes:
@@ -160,8 +155,7 @@ class KindStats:
         return self.raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
+class VerifyReport(NamedTuple):
     """The result of `SegmentStore.verify()`: a read-only scan of every record.
 
     Attributes:
@@ -184,8 +178,7 @@ class VerifyReport:
         return not self.damaged
 
 
-@dataclass(frozen=True, slots=True)
-class CompactReport:
+class CompactReport(NamedTuple):
     """The result of `SegmentStore.compact()`.
 
     Attributes:
