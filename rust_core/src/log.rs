@@ -16,10 +16,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::codec;
 use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
-    decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index, encode_segment_header,
-    encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError, IndexSummary, FORMAT_VERSION,
-    INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
+    encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
+    IndexSummary, Manifest, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE,
+    MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
+    TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -811,7 +812,16 @@ impl Inner {
         w.file = file;
         w.base = base;
         w.pos = SEGMENT_HEADER_LEN as u64;
-        Ok(())
+        self.write_manifest()
+    }
+
+    /// Rewrite the manifest from the index (see `format::Manifest`).
+    fn write_manifest(&self) -> Result<()> {
+        let m = {
+            let idx = read(&self.index);
+            Manifest { active: idx.active_base, sealed: idx.sealed.keys().copied().collect() }
+        };
+        self.write_file_atomically(&self.dir.join(MANIFEST_FILE), &encode_manifest(&m))
     }
 
     /// fdatasync the active segment with the writer held (roll, compaction). A failure
@@ -1177,6 +1187,9 @@ impl Inner {
                 }
             }
             write(&self.handles).remove(&seg);
+            // The manifest drops the segment before it goes: a crash in between leaves a
+            // segment the manifest no longer lists, which the next open finishes removing.
+            self.write_manifest()?;
             self.fs.remove(&path).at(&path)?;
             let idx_path = self.dir.join(index_name(seg));
             self.fs.remove(&idx_path).at(&idx_path)?;
@@ -1434,21 +1447,17 @@ impl Recovery<'_> {
         let mut index = Index::default();
         let mut handles = HashMap::new();
         let tolerant = self.opts.recovery == RecoveryMode::TolerateAnyCorruption;
-        let Some((&active, sealed)) = segs.split_last() else {
-            let file = create_segment(self.fs, self.dir, 0)?;
-            handles.insert(0, Arc::clone(&file));
-            report.segments = 1;
-            let w = Writer {
-                file,
-                base: 0,
-                pos: SEGMENT_HEADER_LEN as u64,
-                next_offset: 0,
-                lsn: 0,
-                appended: 0,
-                buf: Vec::new(),
-                failed: None,
-            };
-            return Ok((w, index, handles, report));
+        let manifest = self.read_manifest(&names, &mut report)?;
+        if let Some(m) = &manifest {
+            segs = self.check_manifest(m, segs, tolerant, &mut report)?;
+        }
+        // The newest segment is sealed when the active one is gone (tolerant open only):
+        // then every segment found is sealed and a new active one is created.
+        let active_gone =
+            manifest.as_ref().is_some_and(|m| segs.last().is_some_and(|l| m.sealed.binary_search(l).is_ok()));
+        let (sealed, active) = match segs.split_last() {
+            Some((&last, rest)) if !active_gone => (rest, Some(last)),
+            _ => (&segs[..], None),
         };
         let mut next_offset = 0;
         for &seg in sealed {
@@ -1457,16 +1466,95 @@ impl Recovery<'_> {
             report.records += summary.records;
             index.add_sealed(summary);
         }
-        let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
-        index.active_base = active;
-        report.records += records;
-        if has_index.contains(&active) {
-            // Left by a roll that crashed before the next segment existed: stale once we append.
-            let _ = self.fs.remove(&self.dir.join(index_name(active)));
+        let writer = match active {
+            Some(active) => {
+                let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
+                report.records += records;
+                if has_index.contains(&active) {
+                    // Left by a roll that crashed before the next segment existed: stale once we append.
+                    let _ = self.fs.remove(&self.dir.join(index_name(active)));
+                }
+                writer
+            }
+            None => Writer {
+                file: create_segment(self.fs, self.dir, next_offset)?,
+                base: next_offset,
+                pos: SEGMENT_HEADER_LEN as u64,
+                next_offset,
+                lsn: 0,
+                appended: 0,
+                buf: Vec::new(),
+                failed: None,
+            },
+        };
+        index.active_base = writer.base;
+        handles.insert(writer.base, Arc::clone(&writer.file));
+        report.segments = sealed.len() as u64 + 1;
+        let live = Manifest { active: writer.base, sealed: index.sealed.keys().copied().collect() };
+        if manifest.as_ref() != Some(&live) {
+            write_file_atomically(self.fs, self.dir, &self.dir.join(MANIFEST_FILE), &encode_manifest(&live))?;
         }
-        handles.insert(active, Arc::clone(&writer.file));
-        report.segments = segs.len() as u64;
         Ok((writer, index, handles, report))
+    }
+
+    /// The manifest, if present and intact; a damaged one is reported (with the
+    /// rebuilt indexes) and rewritten from the segments found.
+    fn read_manifest(&self, names: &[String], report: &mut OpenReport) -> Result<Option<Manifest>> {
+        if !names.iter().any(|n| n == MANIFEST_FILE) {
+            return Ok(None);
+        }
+        let path = self.dir.join(MANIFEST_FILE);
+        let bytes = read_all(&self.fs.open(&path, false).at(&path)?, &path)?;
+        match decode_manifest(&bytes) {
+            Ok(m) => Ok(Some(m)),
+            Err(HeaderError::Version(found)) => {
+                Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION })
+            }
+            Err(HeaderError::Invalid(_)) => {
+                report.rebuilt_indexes.push(path);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Hold the segments found against the manifest. A segment older than the
+    /// manifest's active one that it does not list was being removed by a compaction
+    /// that crashed after rewriting the manifest (its live records were already copied
+    /// forward and synced): finish removing it. A listed segment that is gone is
+    /// `Corrupt`, or in tolerant mode reported. Returns the segments to open.
+    fn check_manifest(
+        &self,
+        m: &Manifest,
+        segs: Vec<u64>,
+        tolerant: bool,
+        report: &mut OpenReport,
+    ) -> Result<Vec<u64>> {
+        let mut kept = Vec::with_capacity(segs.len());
+        for seg in segs {
+            if seg >= m.active || m.sealed.binary_search(&seg).is_ok() {
+                kept.push(seg);
+                continue;
+            }
+            for path in [self.dir.join(segment_name(seg)), self.dir.join(index_name(seg))] {
+                match self.fs.remove(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CoreError::io(path, e)),
+                    _ => {}
+                }
+            }
+        }
+        for &seg in m.sealed.iter().chain(std::iter::once(&m.active)) {
+            if kept.binary_search(&seg).is_ok() {
+                continue;
+            }
+            let path = self.dir.join(segment_name(seg));
+            let what = if seg == m.active { "the active segment" } else { "a sealed segment" };
+            let reason = format!("{what} listed in {MANIFEST_FILE} is missing");
+            if !tolerant {
+                return Err(CoreError::corrupt(&path, 0, reason));
+            }
+            report.damaged.push(Damage { path, offset: 0, length: 0, reason });
+        }
+        Ok(kept)
     }
 
     /// Check a sealed segment's header and length against its index (reading only
