@@ -10,7 +10,8 @@ Commands:
 
 ``inspect``, ``verify`` and ``compact`` open the store as its writer (stop the
 process that uses it first; a second writer gets a clear error), and opening
-truncates a torn tail as any open does (``inspect`` reports it).
+truncates a torn tail as any open does (``inspect`` reports it). They draw a progress
+bar on stderr (``--progress``; by default on a terminal for stores of 64 MiB or more).
 
 Each command is one ``_add_<command>`` function that registers its sub-parser
 and sets ``handler``, the function that runs it and returns the exit status.
@@ -119,6 +120,12 @@ def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParse
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("store", metavar="STORE_DIR", help="the store directory")
         p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+        p.add_argument(
+            "--progress",
+            choices=("auto", "always", "never"),
+            default="auto",
+            help="a progress bar on stderr (auto: on a terminal, for stores of 64 MiB or more)",
+        )
         if name == "compact":
             p.add_argument(
                 "--min-dead-ratio",
@@ -143,19 +150,22 @@ def _kind_name(kind: int) -> str:
         return f"kind:{kind}"  # reserved, written by a newer pyactors
 
 
-def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], dict[str, Any]]) -> int:
-    """Open the store, run `work`, print its result; the exit status is its "exit" key."""
+def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any, _ProgressBar], dict[str, Any]]) -> int:
+    """Open the store, run `work` (with a progress callback), print its result; the exit status is its "exit" key."""
     from pyactors.errors import PyActorsError
     from pyactors.store import SegmentStore
 
     if not os.path.isdir(args.store):
         return _error(command, f"{args.store}: no such store directory")
+    bar = _ProgressBar(args.progress, command)
     try:
         with SegmentStore(args.store) as store:
-            result = work(store)
+            result = work(store, bar)
     except PyActorsError as exc:
         sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")
         return EXIT_FAILED
+    finally:
+        bar.close()
     status = int(result.pop("exit", EXIT_OK))
     if args.json:
         import json
@@ -166,15 +176,54 @@ def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], 
     return status
 
 
+PROGRESS_MIN_BYTES = 64 << 20
+"""With ``--progress auto``, the bar appears for runs over at least this many bytes."""
+
+
+class _ProgressBar:
+    """A ``progress(done, total)`` callback that draws a rich progress bar on stderr.
+
+    The bar starts at the first call, once the total is known (``auto`` mode shows it
+    only on a terminal and for at least `PROGRESS_MIN_BYTES`); `close()` ends it.
+    """
+
+    def __init__(self, mode: str, label: str) -> None:
+        self.mode = mode
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+        self.decided = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.decided:
+            self.decided = True
+            tty = sys.stderr.isatty()
+            if self.mode == "always" or (self.mode == "auto" and tty and total >= PROGRESS_MIN_BYTES):
+                from rich.console import Console
+                from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+                console = Console(stderr=True, force_terminal=tty or None)
+                columns = (BarColumn(), TaskProgressColumn(), DownloadColumn(), TimeRemainingColumn())
+                self.bar = Progress(*Progress.get_default_columns()[:1], *columns, console=console)
+                self.bar.start()
+                self.task = self.bar.add_task(self.label, total=total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _damage_list(damaged: Any) -> list[dict[str, Any]]:
     return [{"path": d.path, "offset": d.offset, "length": d.length, "reason": d.reason} for d in damaged]
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
         from pyactors.actor import recover
 
-        report = store.verify()
+        report = store.verify(progress)
         actors = {a.persistence_id: a for a in recover(store)}
         streams: dict[str, dict[str, Any]] = {}
         for k in report.kinds:
@@ -238,8 +287,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
-        report = store.verify()
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
+        report = store.verify(progress)
         text = [f"{store.path}: {report.segments} segments, {report.records:,} valid records, {report.bytes:,} bytes"]
         text += [f"DAMAGED {d.path} at byte {d.offset} ({d.length} bytes): {d.reason}" for d in report.damaged]
         text.append("ok" if report.ok else f"{len(report.damaged)} damaged range(s)")
@@ -258,8 +307,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
-        r = store.compact(args.min_dead_ratio)
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
+        r = store.compact(args.min_dead_ratio, progress)
         return {
             "path": store.path,
             "segments_removed": r.segments_removed,

@@ -29,7 +29,7 @@ from pyactors.errors import InvalidArgumentError
 from pyactors.serialization import PickleSerializer, Serializer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from types import TracebackType
 
 __all__ = [
@@ -356,19 +356,34 @@ class SegmentStore:
         """
         return self._log.delete_stream(stream)
 
-    def compact(self, min_dead_ratio: float = 0.5) -> CompactReport:
+    def compact(
+        self, min_dead_ratio: float = 0.5, progress: Callable[[int, int], object] | None = None
+    ) -> CompactReport:
         """Reclaim the space of deleted records.
 
         Sealed segments in which at least `min_dead_ratio` of the bytes are dead
         have their live records copied into the active segment, then are
         unlinked. Crash-safe at every step: a record is never only in a file
         that is about to be removed.
-        """
-        return CompactReport(**self._log.compact(min_dead_ratio))
 
-    def verify(self) -> VerifyReport:
-        """Scan every segment, read-only: report every damaged record, and count what the valid ones hold."""
-        report = self._log.verify()
+        Args:
+            min_dead_ratio: Compact a sealed segment when at least this share of its bytes is dead.
+            progress: Called as ``progress(done, total)`` with bytes of sealed segments
+                examined, before each segment and at the end. If it raises (or Ctrl-C
+                arrives), compaction stops after the segment in hand, every segment
+                handled so far complete, and the exception propagates.
+        """
+        return CompactReport(**self._log.compact(min_dead_ratio, progress))
+
+    def verify(self, progress: Callable[[int, int], object] | None = None) -> VerifyReport:
+        """Scan every segment, read-only: report every damaged record, and count what the valid ones hold.
+
+        Args:
+            progress: Called as ``progress(done, total)`` with bytes scanned, before
+                each segment and at the end. If it raises (or Ctrl-C arrives), the scan
+                stops and the exception propagates.
+        """
+        report = self._log.verify(progress)
         return VerifyReport(
             segments=report["segments"],
             records=report["records"],

@@ -80,3 +80,21 @@ def test_tools_refuse_a_missing_directory_and_a_store_in_use(tmp_path: Path) -> 
         out = _cli("inspect", str(tmp_path / "s"))
     assert out.returncode == 1
     assert "StoreLockedError" in out.stderr
+
+
+def test_progress_bar_is_drawn_on_stderr_when_asked_and_never_pollutes_stdout(tmp_path: Path) -> None:
+    _store(tmp_path / "s")
+    for command in ("verify", "compact", "inspect"):
+        out = _cli(command, str(tmp_path / "s"), "--json", "--progress", "always")
+        assert out.returncode == 0, out.stderr
+        assert command in out.stderr and "100%" in out.stderr, out.stderr
+        json.loads(out.stdout)  # the bar is on stderr only
+    size = sum(p.stat().st_size for p in segment_files(tmp_path / "s"))
+    assert (
+        f"{size / 1000:.1f}/{size / 1000:.1f} kB" in _cli("verify", str(tmp_path / "s"), "--progress", "always").stderr
+    )
+    # auto: not a terminal here, so no bar; never: no bar.
+    for mode in ("auto", "never"):
+        out = _cli("verify", str(tmp_path / "s"), "--progress", mode)
+        assert out.returncode == 0
+        assert out.stderr == ""

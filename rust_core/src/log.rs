@@ -594,17 +594,30 @@ impl Log {
     /// Copy the live records out of sealed segments that are at least `min_dead_ratio`
     /// dead, then unlink them. Appends wait while it runs.
     pub fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
+        self.compact_with(min_dead_ratio, &mut |_, _| true)
+    }
+
+    /// `compact`, calling `progress(done, total)` with bytes of sealed segments examined
+    /// after each one. When it returns `false`, compaction stops there (every segment
+    /// handled so far is complete) and the report covers what was done.
+    pub fn compact_with(&self, min_dead_ratio: f64, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<CompactReport> {
         self.inner.check_open()?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
             return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
         }
-        self.inner.compact(min_dead_ratio)
+        self.inner.compact(min_dead_ratio, progress)
     }
 
     /// Scan every segment and index file read-only; report every damaged range.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(&mut |_, _| true)
+    }
+
+    /// `verify`, calling `progress(done, total)` with bytes scanned after each segment.
+    /// When it returns `false`, the scan stops and the report covers the segments scanned.
+    pub fn verify_with(&self, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<VerifyReport> {
         self.inner.check_open()?;
-        self.inner.verify()
+        self.inner.verify(progress)
     }
 
     /// Counters.
@@ -1084,7 +1097,7 @@ impl Inner {
         }
     }
 
-    fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
+    fn compact(&self, min_dead_ratio: f64, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<CompactReport> {
         let mut w = lock(&self.writer);
         let bytes_of = |w: &Writer| -> u64 { read(&self.index).sealed.values().map(|s| s.len).sum::<u64>() + w.pos };
         let bytes_before = bytes_of(&w);
@@ -1109,7 +1122,13 @@ impl Inner {
         }
         let sealed: Vec<(u64, u64)> = read(&self.index).sealed.iter().map(|(b, s)| (*b, s.len)).collect();
         let mut report = CompactReport { bytes_before, ..CompactReport::default() };
+        let total: u64 = sealed.iter().map(|(_, len)| len).sum();
+        let mut done = 0;
         for (seg, len) in sealed {
+            if !progress(done, total) {
+                break;
+            }
+            done += len;
             let streams: Vec<String> =
                 read(&self.index).sealed.get(&seg).map(|s| s.streams.keys().cloned().collect()).unwrap_or_default();
             let mut live: Vec<(String, Entry)> = Vec::new();
@@ -1198,19 +1217,24 @@ impl Inner {
         if report.segments_removed > 0 {
             self.fs.sync_dir(&self.dir).at(&self.dir)?;
         }
+        progress(done, total);
         report.bytes_after = bytes_of(&w);
         Ok(report)
     }
 
-    fn verify(&self) -> Result<VerifyReport> {
-        let (sealed, active_base, active_end) = {
+    fn verify(&self, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<VerifyReport> {
+        let (sealed, active_base, active_end, total) = {
             let w = lock(&self.writer);
             let idx = read(&self.index);
-            (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos)
+            let sealed_bytes: u64 = idx.sealed.values().map(|s| s.len).sum();
+            (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos, sealed_bytes + w.pos)
         };
         let mut report = VerifyReport::default();
         let mut kinds: HashMap<(String, u8), KindStats> = HashMap::new();
         for (seg, end) in sealed.iter().map(|&s| (s, None)).chain(std::iter::once((active_base, Some(active_end)))) {
+            if !progress(report.bytes, total) {
+                break;
+            }
             let path = self.seg_path(seg);
             let h = self.handle(seg)?;
             let mut bytes = read_all(&h, &path)?;
@@ -1259,6 +1283,7 @@ impl Inner {
                 }
             }
         }
+        progress(report.bytes, total);
         let mut kinds: Vec<KindStats> = kinds.into_values().collect();
         kinds.sort_by(|a, b| (&a.stream, a.kind).cmp(&(&b.stream, b.kind)));
         report.kinds = kinds;

@@ -33,6 +33,42 @@ fn kind(k: i64) -> PyResult<u8> {
     u8::try_from(k).map_err(|_| CoreError::InvalidArgument(format!("record kind must be 1 to 255, got {k}")).into())
 }
 
+/// Calls a Python `progress(done, total)` from a long operation running without the
+/// GIL (taking it for the call), and checks for signals so Ctrl-C stops the operation.
+/// The first exception stops the operation and is raised when it returns.
+struct Progress {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+}
+
+impl Progress {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        Self { callback, error: None }
+    }
+
+    /// Report; `false` (stop) once the callback or a signal handler raised.
+    fn report(&mut self, done: u64, total: u64) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let outcome = Python::attach(|py| {
+            py.check_signals()?;
+            if let Some(cb) = &self.callback {
+                cb.call1(py, (done, total))?;
+            }
+            Ok::<(), PyErr>(())
+        });
+        if let Err(e) = outcome {
+            self.error = Some(e);
+        }
+        self.error.is_none()
+    }
+
+    fn raise(&mut self) -> PyResult<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+}
+
 /// An open segment log (see `pyactors.store.SegmentStore`, the public API).
 #[pyclass(name = "SegmentLog", module = "pyactors._core", frozen)]
 struct PySegmentLog {
@@ -156,9 +192,17 @@ impl PySegmentLog {
         Ok(py.detach(|| self.log.delete_stream(stream))?)
     }
 
-    #[pyo3(signature = (min_dead_ratio=0.5))]
-    fn compact<'py>(&self, py: Python<'py>, min_dead_ratio: f64) -> PyResult<Bound<'py, PyDict>> {
-        let r = py.detach(|| self.log.compact(min_dead_ratio))?;
+    #[pyo3(signature = (min_dead_ratio=0.5, progress=None))]
+    fn compact<'py>(
+        &self,
+        py: Python<'py>,
+        min_dead_ratio: f64,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut reporter = Progress::new(progress);
+        let r = py.detach(|| self.log.compact_with(min_dead_ratio, &mut |done, total| reporter.report(done, total)));
+        reporter.raise()?;
+        let r = r?;
         let d = PyDict::new(py);
         d.set_item("segments_removed", r.segments_removed)?;
         d.set_item("records_copied", r.records_copied)?;
@@ -167,8 +211,12 @@ impl PySegmentLog {
         Ok(d)
     }
 
-    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let r = py.detach(|| self.log.verify())?;
+    #[pyo3(signature = (progress=None))]
+    fn verify<'py>(&self, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyDict>> {
+        let mut reporter = Progress::new(progress);
+        let r = py.detach(|| self.log.verify_with(&mut |done, total| reporter.report(done, total)));
+        reporter.raise()?;
+        let r = r?;
         let d = PyDict::new(py);
         d.set_item("segments", r.segments)?;
         d.set_item("records", r.records)?;
