@@ -600,7 +600,11 @@ impl Log {
     /// `compact`, calling `progress(done, total)` with bytes of sealed segments examined
     /// after each one. When it returns `false`, compaction stops there (every segment
     /// handled so far is complete) and the report covers what was done.
-    pub fn compact_with(&self, min_dead_ratio: f64, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<CompactReport> {
+    pub fn compact_with(
+        &self,
+        min_dead_ratio: f64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<CompactReport> {
         self.inner.check_open()?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
             return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
