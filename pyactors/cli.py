@@ -8,9 +8,10 @@ Commands:
     verify: Scan every record; list every damaged one (file, offset).
     compact: Reclaim the space of deleted records.
 
-``inspect``, ``verify`` and ``compact`` open the store as its writer (stop the
-process that uses it first; a second writer gets a clear error), and opening
-truncates a torn tail as any open does (``inspect`` reports it). They draw a progress
+``inspect`` and ``verify`` open the store read-only: they work beside a live writer,
+see the store as it was when they opened it, and change nothing (a torn tail is
+reported, not truncated). ``compact`` opens it as its writer (stop the process that
+uses it first; otherwise it fails with ``StoreLockedError``). They draw a progress
 bar on stderr (``--progress``; by default on a terminal for stores of 64 MiB or more).
 
 Each command is one ``_add_<command>`` function that registers its sub-parser
@@ -150,7 +151,9 @@ def _kind_name(kind: int) -> str:
         return f"kind:{kind}"  # reserved, written by a newer pyactors
 
 
-def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any, _ProgressBar], dict[str, Any]]) -> int:
+def _run_on_store(
+    command: str, args: argparse.Namespace, work: Callable[[Any, _ProgressBar], dict[str, Any]], *, read_only: bool
+) -> int:
     """Open the store, run `work` (with a progress callback), print its result; the exit status is its "exit" key."""
     from pyactors.errors import PyActorsError
     from pyactors.store import SegmentStore
@@ -159,7 +162,7 @@ def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any, _
         return _error(command, f"{args.store}: no such store directory")
     bar = _ProgressBar(args.progress, command)
     try:
-        with SegmentStore(args.store) as store:
+        with SegmentStore(args.store, read_only=read_only) as store:
             result = work(store, bar)
     except PyActorsError as exc:
         sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")
@@ -283,7 +286,7 @@ def _inspect(args: argparse.Namespace) -> int:
             "exit": EXIT_OK if report.ok else EXIT_FAILED,
         }
 
-    return _run_on_store("inspect", args, work)
+    return _run_on_store("inspect", args, work, read_only=True)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -303,7 +306,7 @@ def _verify(args: argparse.Namespace) -> int:
             "exit": EXIT_OK if report.ok else EXIT_FAILED,
         }
 
-    return _run_on_store("verify", args, work)
+    return _run_on_store("verify", args, work, read_only=True)
 
 
 def _compact(args: argparse.Namespace) -> int:
@@ -319,7 +322,7 @@ def _compact(args: argparse.Namespace) -> int:
             f"{r.bytes_before:,} -> {r.bytes_after:,} bytes",
         }
 
-    return _run_on_store("compact", args, work)
+    return _run_on_store("compact", args, work, read_only=False)
 
 
 # ---------------------------------------------------------------------------- supervise

@@ -206,9 +206,10 @@ def _record(raw: tuple[str, int, int, int, bytes]) -> Record:
 class SegmentStore:
     """A directory of append-only, compressed, checksummed segment files.
 
-    One process at a time may open a store (a second one gets
+    One process at a time may open a store for writing (a second one gets
     `StoreLockedError`); inside it, any number of threads may append and read at
-    once. The GIL is released during file I/O, compression and decompression.
+    once. Any number of processes may open it ``read_only`` beside the writer.
+    The GIL is released during file I/O, compression and decompression.
 
     Args:
         path: The store directory; created (mode 0700) if missing.
@@ -221,6 +222,13 @@ class SegmentStore:
         compress_min_bytes: Payloads shorter than this are stored raw.
         tolerant: Open a store with damaged sealed segments, skipping and
             reporting the damage instead of raising `CorruptSegmentError`.
+        read_only: Open without the writer lock and write nothing, not even
+            repairs (a torn tail is reported in `open_report` but left in place):
+            a view of the store as it was at open, for tools and readers beside
+            a live writer. Appending, pruning and compacting raise
+            `InvalidArgumentError`. A compaction by the writer may later remove
+            segments this view still refers to (reads then raise `StoreIOError`):
+            open again for a fresh view.
         serializer: The serializer the layers above use for this store
             (default: pickle protocol 5). The store itself stores bytes.
 
@@ -241,6 +249,7 @@ class SegmentStore:
         compression_level: int = 3,
         compress_min_bytes: int = 256,
         tolerant: bool = False,
+        read_only: bool = False,
         serializer: Serializer | None = None,
     ) -> None:
         self._log = _core.SegmentLog(
@@ -251,6 +260,7 @@ class SegmentStore:
             compression_level=compression_level,
             compress_min_bytes=compress_min_bytes,
             tolerant=tolerant,
+            read_only=read_only,
         )
         self.serializer: Serializer = serializer or PickleSerializer()
         report = self._log.open_report()

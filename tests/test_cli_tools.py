@@ -72,14 +72,21 @@ def test_compact_makes_the_bytes_on_disk_go_down(tmp_path: Path) -> None:
     assert report["bytes_after"] < report["bytes_before"]
 
 
-def test_tools_refuse_a_missing_directory_and_a_store_in_use(tmp_path: Path) -> None:
+def test_inspect_and_verify_read_a_store_in_use_and_compact_refuses_it(tmp_path: Path) -> None:
     out = _cli("verify", str(tmp_path / "nope"))
     assert out.returncode == 2
     assert "no such store directory" in out.stderr
-    with SegmentStore(tmp_path / "s"):
-        out = _cli("inspect", str(tmp_path / "s"))
-    assert out.returncode == 1
-    assert "StoreLockedError" in out.stderr
+    with SegmentStore(tmp_path / "s") as live:
+        live.append("actor-1", b"seen by the tools")
+        inspected = _cli("inspect", str(tmp_path / "s"), "--json")
+        verified = _cli("verify", str(tmp_path / "s"), "--json")
+        compacted = _cli("compact", str(tmp_path / "s"))
+        assert live.append("actor-1", b"the writer carries on") == 2
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["streams"][0]["kinds"]["message"]["live"] == 1
+    assert verified.returncode == 0 and json.loads(verified.stdout)["records"] == 1
+    assert compacted.returncode == 1
+    assert "StoreLockedError" in compacted.stderr
 
 
 def test_progress_bar_is_drawn_on_stderr_when_asked_and_never_pollutes_stdout(tmp_path: Path) -> None:

@@ -89,6 +89,9 @@ pub struct Options {
     pub compress_min_bytes: usize,
     /// Recovery mode.
     pub recovery: RecoveryMode,
+    /// Open without the writer lock and write nothing, not even repairs: a view of
+    /// the store as of open, which works beside a live writer. Writing calls fail.
+    pub read_only: bool,
 }
 
 impl Default for Options {
@@ -100,6 +103,7 @@ impl Default for Options {
             compression_level: 3,
             compress_min_bytes: 256,
             recovery: RecoveryMode::TolerateTailCorruption,
+            read_only: false,
         }
     }
 }
@@ -357,14 +361,18 @@ impl Log {
         if !(1..=22).contains(&opts.compression_level) {
             return Err(CoreError::InvalidArgument("compression_level must be 1 to 22".into()));
         }
-        fs.create_dir_all(&dir).at(&dir)?;
-        let guard = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                CoreError::Locked { path: dir.clone() }
-            } else {
-                CoreError::io(dir.join(LOCK_FILE), e)
-            }
-        })?;
+        let guard = if opts.read_only {
+            None
+        } else {
+            fs.create_dir_all(&dir).at(&dir)?;
+            Some(fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    CoreError::Locked { path: dir.clone() }
+                } else {
+                    CoreError::io(dir.join(LOCK_FILE), e)
+                }
+            })?)
+        };
         let (writer, index, handles, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
         report.elapsed = started.elapsed();
         let inner = Arc::new(Inner {
@@ -379,11 +387,11 @@ impl Log {
             appenders: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
-            lock: Mutex::new(Some(guard)),
+            lock: Mutex::new(guard),
             rebuilding: Mutex::new(()),
             report,
         });
-        let flusher = (inner.opts.durability == Durability::Group).then(|| {
+        let flusher = (inner.opts.durability == Durability::Group && !inner.opts.read_only).then(|| {
             let inner = Arc::clone(&inner);
             std::thread::spawn(move || inner.flush_loop())
         });
@@ -418,7 +426,7 @@ impl Log {
 
     /// Append records in one write; all or none. Returns `(seq, timestamp_us)` of each.
     pub fn append_many(&self, records: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>> {
-        self.inner.check_open()?;
+        self.inner.check_writable("append")?;
         for r in records {
             check_stream(r.stream)?;
             check_kind(r.kind)?;
@@ -558,7 +566,7 @@ impl Log {
 
     /// Delete all but the newest `keep_last` records of `kind`; returns how many.
     pub fn prune(&self, stream: &str, kind: u8, keep_last: u64) -> Result<u64> {
-        self.inner.check_open()?;
+        self.inner.check_writable("prune")?;
         check_stream(stream)?;
         check_kind(kind)?;
         let mut w = lock(&self.inner.writer);
@@ -577,7 +585,7 @@ impl Log {
 
     /// Delete every record of `stream`; returns how many. Seqs are not reused.
     pub fn delete_stream(&self, stream: &str) -> Result<u64> {
-        self.inner.check_open()?;
+        self.inner.check_writable("delete_stream")?;
         check_stream(stream)?;
         let mut w = lock(&self.inner.writer);
         let live = self.inner.live_locs(stream, 0, None)?;
@@ -605,7 +613,7 @@ impl Log {
         min_dead_ratio: f64,
         progress: &mut dyn FnMut(u64, u64) -> bool,
     ) -> Result<CompactReport> {
-        self.inner.check_open()?;
+        self.inner.check_writable("compact")?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
             return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
         }
@@ -641,9 +649,12 @@ impl Log {
         })
     }
 
-    /// fdatasync everything appended so far, whatever the policy.
+    /// fdatasync everything appended so far, whatever the policy (nothing to do read-only).
     pub fn flush(&self) -> Result<()> {
         self.inner.check_open()?;
+        if self.inner.opts.read_only {
+            return Ok(());
+        }
         let lsn = lock(&self.inner.writer).lsn;
         self.inner.sync_to(lsn)
     }
@@ -664,11 +675,12 @@ impl Log {
         let (lsn, rolled) = {
             let mut w = lock(&self.inner.writer);
             // Sealing a large active segment now spares the next open from scanning it.
-            let rolled = if w.pos >= SEAL_AT_CLOSE_BYTES { self.inner.roll(&mut w) } else { Ok(()) };
+            let seal = w.pos >= SEAL_AT_CLOSE_BYTES && !self.inner.opts.read_only;
+            let rolled = if seal { self.inner.roll(&mut w) } else { Ok(()) };
             self.inner.closed.store(true, Ordering::Release);
             (w.lsn, rolled)
         };
-        let result = self.inner.sync_to(lsn).and(rolled);
+        let result = if self.inner.opts.read_only { Ok(()) } else { self.inner.sync_to(lsn).and(rolled) };
         lock(&self.inner.lock).take();
         result
     }
@@ -693,6 +705,18 @@ impl Inner {
     fn appending(&self) -> Appending<'_> {
         self.appenders.fetch_add(1, Ordering::Relaxed);
         Appending(&self.appenders)
+    }
+
+    /// `check_open`, and refuse `what` on a read-only log.
+    fn check_writable(&self, what: &str) -> Result<()> {
+        self.check_open()?;
+        if self.opts.read_only {
+            return Err(CoreError::InvalidArgument(format!(
+                "{what} needs the writer: {} is open read-only",
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -1032,18 +1056,18 @@ impl Inner {
         if !read(&self.index).sealed.contains_key(&seg) {
             return Ok(Vec::new()); // compacted away meanwhile: the caller looks again
         }
-        let summary = {
+        let (summary, _, rebuilt) = {
             let _one_at_a_time = lock(&self.rebuilding);
-            rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption)?.0
+            rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption, !self.opts.read_only)?
         };
-        let entries = summary.streams.iter().find(|s| s.stream == stream).map(|s| (s.entries_at, s.entries)).map_or(
-            Ok(Vec::new()),
-            |(at, n)| {
-                let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
-                self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).at(&path)?;
-                Ok::<_, CoreError>(decode_entries(&buf))
-            },
-        )?;
+        let entries = match summary.streams.iter().find(|s| s.stream == stream) {
+            None => Vec::new(),
+            Some(s) => {
+                let from = usize::try_from(s.entries_at).unwrap_or(usize::MAX);
+                let block = from.checked_add(s.entries as usize * INDEX_ENTRY_LEN).and_then(|to| rebuilt.get(from..to));
+                decode_entries(block.ok_or_else(|| CoreError::corrupt(&path, s.entries_at, "rebuilt index is short"))?)
+            }
+        };
         let mut idx = write(&self.index);
         if let Some(s) = idx.sealed.get_mut(&seg) {
             s.streams = summary.streams.into_iter().map(|s| (s.stream.clone(), s)).collect();
@@ -1399,7 +1423,15 @@ fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64
 
 /// Scan a sealed segment and write its index file anew. Returns the summary and the
 /// damage skipped (only in tolerant mode; otherwise damage is an error).
-fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) -> Result<(IndexSummary, Vec<Damage>)> {
+/// Rebuild segment `seg`'s index by scanning it; returns its summary, the damage found
+/// and the index file's bytes, which are written to the file when `persist`.
+fn rebuild_index(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: u64,
+    mode: RecoveryMode,
+    persist: bool,
+) -> Result<(IndexSummary, Vec<Damage>, Vec<u8>)> {
     let path = dir.join(segment_name(seg));
     let h = fs.open(&path, false).at(&path)?;
     let bytes = read_all(&h, &path)?;
@@ -1449,8 +1481,10 @@ fn rebuild_index(fs: &dyn FileSystem, dir: &Path, seg: u64, mode: RecoveryMode) 
         }
     }
     let out = encode_index(&mut summary, &all_entries);
-    write_file_atomically(fs, dir, &dir.join(index_name(seg)), &out)?;
-    Ok((summary, damaged))
+    if persist {
+        write_file_atomically(fs, dir, &dir.join(index_name(seg)), &out)?;
+    }
+    Ok((summary, damaged, out))
 }
 
 /// Open-time recovery: read the sealed indexes, scan the active segment, repair its tail.
@@ -1466,7 +1500,8 @@ impl Recovery<'_> {
     fn run(&self) -> Result<Recovered> {
         let mut report = OpenReport::default();
         let names = self.fs.list(self.dir).at(self.dir)?;
-        for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let read_only = self.opts.read_only;
+        for n in names.iter().filter(|n| n.ends_with(".tmp") && !read_only) {
             let _ = self.fs.remove(&self.dir.join(n));
         }
         let mut segs: Vec<u64> = names.iter().filter_map(|n| parse_name(n, SEGMENT_SUFFIX)).collect();
@@ -1499,11 +1534,17 @@ impl Recovery<'_> {
             Some(active) => {
                 let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
                 report.records += records;
-                if has_index.contains(&active) {
+                if has_index.contains(&active) && !read_only {
                     // Left by a roll that crashed before the next segment existed: stale once we append.
                     let _ = self.fs.remove(&self.dir.join(index_name(active)));
                 }
                 writer
+            }
+            None if read_only => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "{} holds no active segment to open read-only",
+                    self.dir.display()
+                )))
             }
             None => Writer {
                 file: create_segment(self.fs, self.dir, next_offset)?,
@@ -1520,7 +1561,7 @@ impl Recovery<'_> {
         handles.insert(writer.base, Arc::clone(&writer.file));
         report.segments = sealed.len() as u64 + 1;
         let live = Manifest { active: writer.base, sealed: index.sealed.keys().copied().collect() };
-        if manifest.as_ref() != Some(&live) {
+        if manifest.as_ref() != Some(&live) && !read_only {
             write_file_atomically(self.fs, self.dir, &self.dir.join(MANIFEST_FILE), &encode_manifest(&live))?;
         }
         Ok((writer, index, handles, report))
@@ -1564,7 +1605,8 @@ impl Recovery<'_> {
                 kept.push(seg);
                 continue;
             }
-            for path in [self.dir.join(segment_name(seg)), self.dir.join(index_name(seg))] {
+            let leftovers = [self.dir.join(segment_name(seg)), self.dir.join(index_name(seg))];
+            for path in leftovers.into_iter().filter(|_| !self.opts.read_only) {
                 match self.fs.remove(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CoreError::io(path, e)),
                     _ => {}
@@ -1632,7 +1674,7 @@ impl Recovery<'_> {
             None => {
                 let mode =
                     if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
-                let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, mode)?;
+                let (summary, damaged, _) = rebuild_index(self.fs, self.dir, seg, mode, !self.opts.read_only)?;
                 report.rebuilt_indexes.push(idx_path);
                 report.damaged.extend(damaged);
                 Ok(summary)
@@ -1649,7 +1691,8 @@ impl Recovery<'_> {
         if let CoreError::Corrupt { path, offset, reason } = &err {
             report.damaged.push(Damage { path: path.clone(), offset: *offset, length: 0, reason: reason.clone() });
         }
-        let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, RecoveryMode::TolerateAnyCorruption)?;
+        let (summary, damaged, _) =
+            rebuild_index(self.fs, self.dir, seg, RecoveryMode::TolerateAnyCorruption, !self.opts.read_only)?;
         report.rebuilt_indexes.push(self.dir.join(index_name(seg)));
         report.damaged.extend(damaged);
         Ok(summary)
@@ -1664,7 +1707,8 @@ impl Recovery<'_> {
         report: &mut OpenReport,
     ) -> Result<(Writer, u64)> {
         let path = self.dir.join(segment_name(seg));
-        let file = self.fs.open(&path, true).at(&path)?;
+        let read_only = self.opts.read_only;
+        let file = self.fs.open(&path, !read_only).at(&path)?;
         let mut bytes = read_all(&file, &path)?;
         if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
             // Created but never fully written: start it again.
@@ -1675,9 +1719,11 @@ impl Recovery<'_> {
                 length: bytes.len() as u64,
                 reason: "segment header cut short (torn creation)".into(),
             });
-            file.set_len(0).at(&path)?;
-            file.write_all_at(&encode_segment_header(seg, now_us()), 0).at(&path)?;
-            file.sync_data().at(&path)?;
+            if !read_only {
+                file.set_len(0).at(&path)?;
+                file.write_all_at(&encode_segment_header(seg, now_us()), 0).at(&path)?;
+                file.sync_data().at(&path)?;
+            }
             bytes = encode_segment_header(seg, now_us()).to_vec();
         }
         match decode_segment_header(&bytes) {
@@ -1704,14 +1750,18 @@ impl Recovery<'_> {
         report.damaged.extend(damaged);
         let mut end = bytes.len() as u64;
         if let Some(t) = tail {
-            file.set_len(t.offset).at(&path)?;
+            if !read_only {
+                file.set_len(t.offset).at(&path)?;
+            }
             report.truncated_bytes += t.bytes;
             report.dropped_records += t.records;
             report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
             end = t.offset;
         }
         // What was recovered is made durable before anything is appended after it.
-        file.sync_data().at(&path)?;
+        if !read_only {
+            file.sync_data().at(&path)?;
+        }
         let mut next_offset = min_offset.max(seg);
         for r in &records {
             let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };

@@ -79,7 +79,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -90,6 +90,7 @@ impl PySegmentLog {
         compression_level: i32,
         compress_min_bytes: usize,
         tolerant: bool,
+        read_only: bool,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
             return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
@@ -101,6 +102,7 @@ impl PySegmentLog {
             compression_level,
             compress_min_bytes,
             recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
+            read_only,
         };
         let log = py.detach(|| Log::open(&path, opts))?;
         Ok(Self { log: Arc::new(log), path })
