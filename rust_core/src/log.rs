@@ -356,7 +356,13 @@ impl Log {
         if !(1..=22).contains(&opts.compression_level) {
             return Err(CoreError::InvalidArgument("compression_level must be 1 to 22".into()));
         }
+        let created = fs.list(&dir).is_err();
         fs.create_dir_all(&dir).at(&dir)?;
+        if created {
+            // A new store directory is durable only once its parent directory is synced.
+            let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            fs.sync_dir(parent).at(parent)?;
+        }
         let guard = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 CoreError::Locked { path: dir.clone() }
