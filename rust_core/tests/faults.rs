@@ -266,7 +266,8 @@ fn workload(dir: &Path, opts: &Options, fs: &FaultFs, seen: &mut Acked) -> Resul
 }
 
 /// Reopen `dir` on the real file system and check what every test below promises.
-fn check_recovered(dir: &Path, opts: &Options, seen: &Acked, context: &str) {
+/// Returns how many acknowledged appends had to be there (and were).
+fn check_recovered(dir: &Path, opts: &Options, seen: &Acked, context: &str) -> u64 {
     let log = Log::open(dir, opts.clone()).unwrap_or_else(|e| panic!("{context}: the store must open: {e}"));
     let a: Vec<u64> = log.read("a", 0, None).expect("read").iter().map(|r| r.seq).collect();
     let n = a.len() as u64;
@@ -285,6 +286,7 @@ fn check_recovered(dir: &Path, opts: &Options, seen: &Acked, context: &str) {
     let v = log.verify().expect("verify");
     assert!(v.damaged.is_empty(), "{context}: verify after recovery: {:?}", v.damaged);
     assert_eq!(log.append("a", 2, &body("a", n + 1)).expect("append after recovery").0, n + 1);
+    at(&seen.durable, "a") + at(&seen.durable, "s")
 }
 
 fn opts(durability: Durability) -> Options {
@@ -301,7 +303,7 @@ fn count_ops(durability: Durability) -> u64 {
 
 #[test]
 fn power_loss_at_every_operation_keeps_what_each_policy_promises() {
-    let mut cuts = 0;
+    let (mut cuts, mut checked) = (0, 0);
     for durability in [Durability::Sync, Durability::Group, Durability::Process] {
         let total = count_ops(durability);
         assert!(total > 100, "the workload rolls, prunes and compacts: {total} ops");
@@ -318,16 +320,16 @@ fn power_loss_at_every_operation_keeps_what_each_policy_promises() {
                 fs.power_loss().expect("power loss");
             }
             let context = format!("{} cut at op {k}/{total}", durability.name());
-            check_recovered(&dir, &opts(durability), &seen, &context);
+            checked += check_recovered(&dir, &opts(durability), &seen, &context);
             cuts += 1;
         }
     }
-    eprintln!("power-loss cut points checked: {cuts}");
+    eprintln!("power-loss cut points checked: {cuts}, acknowledged appends checked: {checked}");
 }
 
 #[test]
 fn an_error_at_every_operation_loses_nothing_acknowledged_and_the_store_stays_usable() {
-    let mut points = 0;
+    let (mut points, mut checked) = (0, 0);
     for durability in [Durability::Sync, Durability::Process] {
         let total = count_ops(durability);
         for (k, errno) in (1..=total).flat_map(|k| [(k, EIO), (k, ENOSPC)]) {
@@ -352,9 +354,9 @@ fn an_error_at_every_operation_loses_nothing_acknowledged_and_the_store_stays_us
             assert_eq!(fs.counts().injected, 1, "{context}");
             // Nothing acknowledged is lost, with the fault layer's writes all on disk.
             seen.durable.clone_from(&seen.acked);
-            check_recovered(&dir, &opts(durability), &seen, &context);
+            checked += check_recovered(&dir, &opts(durability), &seen, &context);
             points += 1;
         }
     }
-    eprintln!("fault points enumerated: {points}");
+    eprintln!("fault points enumerated: {points}, acknowledged appends checked: {checked}");
 }
