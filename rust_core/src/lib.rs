@@ -7,6 +7,8 @@
 
 pub mod codec;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod format;
 pub mod fs;
 pub mod index;

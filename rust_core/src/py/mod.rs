@@ -3,6 +3,8 @@
 //! `py.detach` with the GIL released.
 
 mod errors;
+#[cfg(feature = "fault-injection")]
+mod fault;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::error::CoreError;
+use crate::fs::{FileSystem, StdFs};
 use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
 use crate::scan::Damage;
 
@@ -69,6 +72,19 @@ impl Progress {
     }
 }
 
+/// The real file system, or (test builds only) the fault layer passed as `_fault`.
+fn file_system(fault: Option<Bound<'_, PyAny>>) -> PyResult<Arc<dyn FileSystem>> {
+    match fault {
+        None => Ok(Arc::new(StdFs)),
+        #[cfg(feature = "fault-injection")]
+        Some(f) => Ok(f.cast::<fault::PyFaultFs>()?.get().file_system()),
+        #[cfg(not(feature = "fault-injection"))]
+        Some(_) => {
+            Err(CoreError::InvalidArgument("_fault needs a build with the fault-injection feature".into()).into())
+        }
+    }
+}
+
 /// An open segment log (see `pyactors.store.SegmentStore`, the public API).
 #[pyclass(name = "SegmentLog", module = "pyactors._core", frozen)]
 struct PySegmentLog {
@@ -79,7 +95,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, _fault=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -91,6 +107,7 @@ impl PySegmentLog {
         compress_min_bytes: usize,
         tolerant: bool,
         read_only: bool,
+        _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
             return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
@@ -104,7 +121,8 @@ impl PySegmentLog {
             recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
             read_only,
         };
-        let log = py.detach(|| Log::open(&path, opts))?;
+        let fs = file_system(_fault)?;
+        let log = py.detach(|| Log::open_with(&path, opts, fs))?;
         Ok(Self { log: Arc::new(log), path })
     }
 
@@ -312,5 +330,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KIND_TOMBSTONE", f::KIND_TOMBSTONE)?;
     m.add_class::<PySegmentLog>()?;
     m.add_class::<PyRecordIter>()?;
+    #[cfg(feature = "fault-injection")]
+    m.add_class::<fault::PyFaultFs>()?;
     Ok(())
 }
