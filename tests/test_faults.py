@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import gc
 import os
 import subprocess
 import time
@@ -201,7 +200,6 @@ def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     try:
         yield mnt
     finally:
-        gc.collect()  # a closed store keeps its files open until it is freed
         if subprocess.run(["umount", str(mnt)], check=False).returncode != 0:
             subprocess.run(["umount", "--lazy", str(mnt)], check=True)
             pytest.fail("the tmpfs was still busy after the test (files left open); unmounted lazily")

@@ -40,6 +40,33 @@ pub trait FileHandle: Send + Sync {
 /// A shared, open file.
 pub type Handle = Arc<dyn FileHandle>;
 
+/// What a closed log holds in place of its files, so their descriptors are released
+/// at `close()`: every operation fails.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClosedFile;
+
+fn closed() -> io::Error {
+    io::Error::other("the log is closed")
+}
+
+impl FileHandle for ClosedFile {
+    fn read_at(&self, _: &mut [u8], _: u64) -> io::Result<usize> {
+        Err(closed())
+    }
+    fn write_all_at(&self, _: &[u8], _: u64) -> io::Result<()> {
+        Err(closed())
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        Err(closed())
+    }
+    fn set_len(&self, _: u64) -> io::Result<()> {
+        Err(closed())
+    }
+    fn size(&self) -> io::Result<u64> {
+        Err(closed())
+    }
+}
+
 /// A held advisory lock; dropping it releases the lock.
 pub trait LockGuard: Send + Sync {}
 

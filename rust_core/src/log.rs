@@ -22,7 +22,7 @@ use crate::format::{
     MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
     TOMBSTONE_ALL_KINDS,
 };
-use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
+use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
 use crate::record::{self, Header};
 use crate::scan::{scan, Damage, Scan};
@@ -687,6 +687,9 @@ impl Log {
             (w.lsn, rolled)
         };
         let result = if self.inner.opts.read_only { Ok(()) } else { self.inner.sync_to(lsn).and(rolled) };
+        // Release every file descriptor now, not when the last reference to the log goes.
+        lock(&self.inner.writer).file = Arc::new(ClosedFile);
+        write(&self.inner.handles).clear();
         lock(&self.inner.lock).take();
         result
     }
