@@ -47,6 +47,7 @@ class SegmentLog:
         compression_level: int = 3,
         compress_min_bytes: int = 256,
         tolerant: bool = False,
+        auth_key: bytes | None = None,
     ) -> SegmentLog: ...
     @property
     def path(self) -> str: ...

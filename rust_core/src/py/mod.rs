@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use crate::auth::AuthKey;
 use crate::error::CoreError;
 use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
 use crate::scan::Damage;
@@ -43,7 +44,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, auth_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -54,6 +55,7 @@ impl PySegmentLog {
         compression_level: i32,
         compress_min_bytes: usize,
         tolerant: bool,
+        auth_key: Option<PyBackedBytes>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
             return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
@@ -65,6 +67,8 @@ impl PySegmentLog {
             compression_level,
             compress_min_bytes,
             recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
+            // Only the keyed HMAC state is kept (in Rust memory); the bytes object is dropped.
+            auth_key: auth_key.map(|k| AuthKey::new(&k)).transpose()?,
         };
         let log = py.detach(|| Log::open(&path, opts))?;
         Ok(Self { log: Arc::new(log), path })
