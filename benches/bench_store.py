@@ -21,6 +21,8 @@ Comparisons:
 * opening a store holding 1 GB (``--quick``: 128 MB) in sealed segments.
 * restoring the latest 100 KB snapshot of each of 100 streams after open
   (``latest_many``) vs decompressing the same 100 zstd frames with ``zstandard``.
+* auth: a store with an ``auth_key`` (HMAC-SHA256 per record) vs one without,
+  appends (single and batched, ``process``) and reads of 100 B and 1 KB records.
 
 Throughput rows: one sample per round (records / round time); "p99" is the slow
 tail, i.e. the rate at the 99th percentile of the per-record round time. MB/s
@@ -745,11 +747,92 @@ def bench_restore(cfg: Config, tmp: str) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+AUTH_KEY = b"bench key: 32 bytes, not secret."
+
+
+def bench_auth(cfg: Config, tmp: str) -> None:
+    print("\n== auth: SegmentStore(auth_key=...) vs no key (process durability) ==")
+    print(
+        f"{'size':<5} {'op':<14} {'runs':>4} | {'keyed rec/s':>11} {'p99':>7} | {'plain rec/s':>11} {'p99':>7} | ratio"
+    )
+    for size_name, nbytes in (("100B", 100), ("1KB", 1024)):
+        pool = payload_pool(nbytes, seed=nbytes + 1)
+        d = tempfile.mkdtemp(prefix=f"auth-{size_name}-", dir=tmp)
+        stores = [
+            SegmentStore(os.path.join(d, name), auth_key=key) for name, key in (("keyed", AUTH_KEY), ("plain", None))
+        ]
+        try:
+            batch = [(STREAMS[i % len(STREAMS)], pool[i % len(pool)]) for i in range(BATCH)]
+
+            def appender(store: SegmentStore) -> Callable[[int], None]:
+                def run(n: int) -> None:
+                    append = store.append
+                    for i in range(n):
+                        append(STREAMS[i % len(STREAMS)], pool[i % len(pool)])
+
+                return run
+
+            def batcher(store: SegmentStore) -> Callable[[int], None]:
+                def run(n: int) -> None:
+                    for _ in range(n):
+                        store.append_many(batch)
+
+                return run
+
+            def reader(store: SegmentStore) -> Callable[[int], None]:
+                def run(n: int) -> None:
+                    for _ in range(n):
+                        for _record in store.read("read"):
+                            pass
+
+                return run
+
+            for op, make, unit, start in (("append", appender, 1, 200), ("append_many", batcher, BATCH, 10)):
+                runs = [make(s) for s in stores]
+                ns = [calibrate(r, unit * nbytes, cfg, start) for r in runs]
+                n = min(ns)
+                a, b = Rate(), Rate()
+                alternate([(runs[0], n), (runs[1], n)], cfg.rounds, [a, b], unit)
+                _auth_row(size_name, op, a, b)
+            per_read = 2000
+            for s in stores:
+                s.append_many([("read", pool[i % len(pool)]) for i in range(per_read)])
+            runs = [reader(s) for s in stores]
+            a, b = Rate(), Rate()
+            alternate([(runs[0], 3), (runs[1], 3)], cfg.rounds, [a, b], per_read)
+            _auth_row(size_name, "read", a, b)
+        finally:
+            for s in stores:
+                s.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _auth_row(size: str, op: str, a: Rate, b: Rate) -> None:
+    ratio = a.median / b.median
+    print(
+        f"{size:<5} {op:<14} {a.runs:>4} | {fmt_rate(a.median):>11} {fmt_rate(a.p99):>7} | "
+        f"{fmt_rate(b.median):>11} {fmt_rate(b.p99):>7} | {ratio:.2f}x",
+        flush=True,
+    )
+    RESULTS.append(
+        {
+            "bench": "auth",
+            "size": size,
+            "op": op,
+            "runs": a.runs,
+            "keyed": {"median_rec_s": a.median, "p99_rec_s": a.p99},
+            "plain": {"median_rec_s": b.median, "p99_rec_s": b.p99},
+            "ratio": ratio,
+        }
+    )
+
+
 SECTIONS: dict[str, Callable[[Config, str], None]] = {
     "appends": bench_appends,
     "threads": bench_threads,
     "open": bench_open,
     "restore": bench_restore,
+    "auth": bench_auth,
 }
 
 

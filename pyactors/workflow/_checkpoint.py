@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
 from pyactors.errors import (
+    AuthenticationError,
     CheckpointCorruptError,
     CheckpointNotFoundError,
     CorruptSegmentError,
@@ -247,6 +248,8 @@ class Checkpointer:
         store_damage = None
         try:
             records = self._records(thread_id)
+        except AuthenticationError:
+            raise  # tampering (or the wrong key) is not damage to resume around
         except CorruptSegmentError as exc:
             # The store keeps the records before the damage readable: read them one by one.
             records = self._records_before_damage(thread_id)
