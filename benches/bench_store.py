@@ -750,57 +750,45 @@ def bench_restore(cfg: Config, tmp: str) -> None:
 AUTH_KEY = b"bench key: 32 bytes, not secret."
 
 
+def _auth_arms(store: SegmentStore, pool: list[bytes]) -> dict[str, Callable[[int], None]]:
+    """The timed operations of the auth section on one store: n appends, n batches, n reads."""
+    batch = [(STREAMS[i % len(STREAMS)], pool[i % len(pool)]) for i in range(BATCH)]
+
+    def append(n: int) -> None:
+        for i in range(n):
+            store.append(STREAMS[i % len(STREAMS)], pool[i % len(pool)])
+
+    def append_many(n: int) -> None:
+        for _ in range(n):
+            store.append_many(batch)
+
+    def read(n: int) -> None:
+        for _ in range(n):
+            for _record in store.read("read"):
+                pass
+
+    return {"append": append, "append_many": append_many, "read": read}
+
+
 def bench_auth(cfg: Config, tmp: str) -> None:
     print("\n== auth: SegmentStore(auth_key=...) vs no key (process durability) ==")
     print(
         f"{'size':<5} {'op':<14} {'runs':>4} | {'keyed rec/s':>11} {'p99':>7} | {'plain rec/s':>11} {'p99':>7} | ratio"
     )
+    reads = 2000
     for size_name, nbytes in (("100B", 100), ("1KB", 1024)):
         pool = payload_pool(nbytes, seed=nbytes + 1)
         d = tempfile.mkdtemp(prefix=f"auth-{size_name}-", dir=tmp)
-        stores = [
-            SegmentStore(os.path.join(d, name), auth_key=key) for name, key in (("keyed", AUTH_KEY), ("plain", None))
-        ]
+        stores = [SegmentStore(os.path.join(d, "keyed"), auth_key=AUTH_KEY), SegmentStore(os.path.join(d, "plain"))]
         try:
-            batch = [(STREAMS[i % len(STREAMS)], pool[i % len(pool)]) for i in range(BATCH)]
-
-            def appender(store: SegmentStore) -> Callable[[int], None]:
-                def run(n: int) -> None:
-                    append = store.append
-                    for i in range(n):
-                        append(STREAMS[i % len(STREAMS)], pool[i % len(pool)])
-
-                return run
-
-            def batcher(store: SegmentStore) -> Callable[[int], None]:
-                def run(n: int) -> None:
-                    for _ in range(n):
-                        store.append_many(batch)
-
-                return run
-
-            def reader(store: SegmentStore) -> Callable[[int], None]:
-                def run(n: int) -> None:
-                    for _ in range(n):
-                        for _record in store.read("read"):
-                            pass
-
-                return run
-
-            for op, make, unit, start in (("append", appender, 1, 200), ("append_many", batcher, BATCH, 10)):
-                runs = [make(s) for s in stores]
-                ns = [calibrate(r, unit * nbytes, cfg, start) for r in runs]
-                n = min(ns)
-                a, b = Rate(), Rate()
-                alternate([(runs[0], n), (runs[1], n)], cfg.rounds, [a, b], unit)
-                _auth_row(size_name, op, a, b)
-            per_read = 2000
             for s in stores:
-                s.append_many([("read", pool[i % len(pool)]) for i in range(per_read)])
-            runs = [reader(s) for s in stores]
-            a, b = Rate(), Rate()
-            alternate([(runs[0], 3), (runs[1], 3)], cfg.rounds, [a, b], per_read)
-            _auth_row(size_name, "read", a, b)
+                s.append_many([("read", pool[i % len(pool)]) for i in range(reads)])
+            keyed, plain = (_auth_arms(s, pool) for s in stores)
+            for op, unit, start in (("append", 1, 200), ("append_many", BATCH, 10), ("read", reads, 1)):
+                n = min(calibrate(arms[op], unit * nbytes, cfg, start) for arms in (keyed, plain))
+                a, b = Rate(), Rate()
+                alternate([(keyed[op], n), (plain[op], n)], cfg.rounds, [a, b], unit)
+                _auth_row(size_name, op, a, b)
         finally:
             for s in stores:
                 s.close()
