@@ -119,6 +119,11 @@ def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParse
         p = commands.add_parser(name, help=help_text, description=help_text)
         p.add_argument("store", metavar="STORE_DIR", help="the store directory")
         p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
+        p.add_argument(
+            "--auth-key-file",
+            metavar="FILE",
+            help="the store's auth_key: every byte of FILE (a key is never taken on the command line)",
+        )
         if name == "compact":
             p.add_argument(
                 "--min-dead-ratio",
@@ -150,8 +155,15 @@ def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], 
 
     if not os.path.isdir(args.store):
         return _error(command, f"{args.store}: no such store directory")
+    key = None
+    if args.auth_key_file is not None:
+        try:
+            with open(args.auth_key_file, "rb") as f:
+                key = f.read()
+        except OSError as exc:
+            return _error(command, f"cannot read the auth key: {exc}")
     try:
-        with SegmentStore(args.store) as store:
+        with SegmentStore(args.store, auth_key=key) as store:
             result = work(store)
     except PyActorsError as exc:
         sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")

@@ -101,12 +101,16 @@ class Damage:
         offset: Where the damage starts, in bytes from the start of the file.
         length: How many bytes were skipped or truncated.
         reason: What is wrong.
+        tampered: True when the bytes are intact (their checksum matches) but fail
+            authentication in a store opened with an ``auth_key``: tampering or
+            another key, not accidental damage.
     """
 
     path: str
     offset: int
     length: int
     reason: str
+    tampered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +205,7 @@ class CompactReport:
     bytes_after: int
 
 
-def _damage(items: Iterable[tuple[str, int, int, str]]) -> tuple[Damage, ...]:
+def _damage(items: Iterable[tuple[str, int, int, str, bool]]) -> tuple[Damage, ...]:
     return tuple(Damage(*item) for item in items)
 
 

@@ -102,7 +102,7 @@ def test_tolerant_open_skips_and_reports_a_tampered_record_and_truncates_nothing
     size = seg.stat().st_size
     with SegmentStore(store_path, auth_key=KEY, tolerant=True) as s:
         assert s.open_report.truncated_bytes == 0
-        assert [d.offset for d in s.open_report.damaged] == [pos]
+        assert [(d.offset, d.tampered) for d in s.open_report.damaged] == [(pos, True)]
         assert [r.payload for r in s.read("s")] == [f"message {i}".encode() for i in range(4)]
     assert seg.stat().st_size == size
 
@@ -118,7 +118,7 @@ def test_a_tampered_sealed_record_raises_on_read_and_verify_reports_it(store_pat
             list(s.read("s"))
         assert (info.value.path, info.value.offset) == (str(first), pos)
         report = s.verify()
-        assert [(d.path, d.offset) for d in report.damaged] == [(str(first), pos)]
+        assert [(d.path, d.offset, d.tampered) for d in report.damaged] == [(str(first), pos, True)]
         assert "MAC" in report.damaged[0].reason
 
 
