@@ -24,10 +24,8 @@ fn to_py<'py>(py: Python<'py>, r: Record) -> RawRecord<'py> {
 }
 
 fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
-    let items: Vec<(String, u64, u64, String, bool)> = list
-        .iter()
-        .map(|d| (d.path.display().to_string(), d.offset, d.length, d.reason.clone(), d.tampered))
-        .collect();
+    let items: Vec<(String, u64, u64, String, bool)> =
+        list.iter().map(|d| (d.path.display().to_string(), d.offset, d.length, d.reason.clone(), d.tampered)).collect();
     Ok(PyList::new(py, items)?.unbind())
 }
 
