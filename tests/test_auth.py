@@ -191,11 +191,16 @@ def test_a_persistent_actor_restoring_a_tampered_snapshot_fails_with_authenticat
         assert any(isinstance(e, AuthenticationError) for e in failures), failures
 
 
-def test_a_file_checkpointer_on_a_tampered_keyed_store_raises_authentication_error(store_path: Path) -> None:
+def _inc_workflow() -> Workflow:
     wf = Workflow("auth")
     wf.add_node("inc", lambda state: {"n": state["n"] + 1})
     wf.add_edge("inc", END)
     wf.set_entry_point("inc")
+    return wf
+
+
+def test_a_file_checkpointer_on_a_tampered_keyed_store_raises_authentication_error(store_path: Path) -> None:
+    wf = _inc_workflow()
     with SegmentStore(store_path, auth_key=KEY, serializer=MsgpackSerializer()) as s:
         app = wf.compile(checkpointer=FileCheckpointer(store=s))
         assert app.invoke({"n": 1}, thread_id="t")["n"] == 2
@@ -204,3 +209,13 @@ def test_a_file_checkpointer_on_a_tampered_keyed_store_raises_authentication_err
         app = wf.compile(checkpointer=FileCheckpointer(store=s))
         with pytest.raises(AuthenticationError):
             app.get_state("t")
+
+
+def test_a_file_checkpointer_opening_its_own_store_takes_the_key(store_path: Path) -> None:
+    wf = _inc_workflow()
+    with FileCheckpointer(store_path, auth_key=KEY, serializer=MsgpackSerializer()) as cp:
+        assert wf.compile(checkpointer=cp).invoke({"n": 1}, thread_id="t")["n"] == 2
+    with pytest.raises(AuthenticationError):
+        FileCheckpointer(store_path)
+    with FileCheckpointer(store_path, auth_key=KEY, serializer=MsgpackSerializer()) as cp:
+        assert wf.compile(checkpointer=cp).get_state("t").state["n"] == 2

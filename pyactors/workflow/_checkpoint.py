@@ -455,6 +455,9 @@ class FileCheckpointer(Checkpointer):
         durability: The store's durability policy when it opens it.
         serializer: How checkpoints become bytes (default: the store's, pickle).
         store: An already open store to use instead of opening `path`.
+        auth_key: The `auth_key` of the store it opens at `path` (see `SegmentStore`):
+            every checkpoint is then authenticated, and a tampered one raises
+            `AuthenticationError` instead of being resumed around.
     """
 
     def __init__(
@@ -464,12 +467,13 @@ class FileCheckpointer(Checkpointer):
         durability: Durability = "process",
         serializer: Serializer | None = None,
         store: SegmentStore | None = None,
+        auth_key: bytes | None = None,
     ) -> None:
         if store is None:
             if path is None:
                 msg = "FileCheckpointer needs a path or a store"
                 raise InvalidArgumentError(msg)
-            store = SegmentStore(path, durability=durability, serializer=serializer)
+            store = SegmentStore(path, durability=durability, serializer=serializer, auth_key=auth_key)
             self._owns_store = True
         else:
             self._owns_store = False
