@@ -241,4 +241,72 @@ mod tests {
         assert_eq!(s.damaged.len(), 1);
         assert_eq!(s.damaged[0].offset, SEGMENT_HEADER_LEN as u64);
     }
+
+    fn keyed_segment(n: u64, key: &AuthKey) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut b = encode_segment_header(100, 0, key.id()).to_vec();
+        let mut originals = Vec::new();
+        for i in 0..n {
+            let payload = vec![i as u8; 20 + i as usize];
+            let h = Header {
+                offset: 100 + i,
+                seq: i + 1,
+                timestamp_us: 1,
+                kind: 2,
+                flags: 0,
+                raw_len: payload.len() as u32,
+            };
+            let start = b.len();
+            encode(&mut b, &h, "s", &payload, Some(key));
+            originals.push(b[start..].to_vec());
+        }
+        (b, originals)
+    }
+
+    #[test]
+    fn a_tampered_record_is_damage_of_its_own_length_and_the_next_records_still_count() {
+        let key = AuthKey::new(b"scan test key, sixteen+").expect("key");
+        let (mut b, originals) = keyed_segment(4, &key);
+        let at = SEGMENT_HEADER_LEN + originals[0].len();
+        let len = originals[1].len();
+        b[at + 45] ^= 1;
+        let crc = crc32c::crc32c(&b[at + 4..at + len]);
+        b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        let s = scan(&b, Path::new("x"), 100, Some(&key));
+        assert_eq!(s.records.iter().map(|r| r.header.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert!(s.tail.is_none());
+        assert_eq!(s.damaged.len(), 1);
+        assert!(s.damaged[0].tampered);
+        assert_eq!((s.damaged[0].offset, s.damaged[0].length), (at as u64, len as u64));
+    }
+
+    proptest::proptest! {
+        /// Whatever is done to a keyed segment's bytes (a CRC set again or not), a keyed
+        /// scan never panics and accepts only frames byte-identical to ones written.
+        #[test]
+        fn a_keyed_scan_accepts_only_frames_that_were_written(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255), 1..6),
+            fix_crc_of in proptest::option::of(0usize..6),
+        ) {
+            let key = AuthKey::new(b"scan test key, sixteen+").expect("key");
+            let (mut b, originals) = keyed_segment(6, &key);
+            let mut starts = vec![SEGMENT_HEADER_LEN];
+            for o in &originals {
+                starts.push(starts[starts.len() - 1] + o.len());
+            }
+            for (at, mask) in &edits {
+                let i = SEGMENT_HEADER_LEN + at.index(b.len() - SEGMENT_HEADER_LEN);
+                b[i] ^= mask;
+            }
+            if let Some(f) = fix_crc_of {
+                let (from, to) = (starts[f], starts[f + 1]);
+                let crc = crc32c::crc32c(&b[from + 4..to]);
+                b[from..from + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+            let s = scan(&b, Path::new("x"), 100, Some(&key));
+            for r in &s.records {
+                let frame = &b[r.pos as usize..(r.pos + u64::from(r.len)) as usize];
+                proptest::prop_assert!(originals.iter().any(|o| o.as_slice() == frame), "accepted a frame never written");
+            }
+        }
+    }
 }
