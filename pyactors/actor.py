@@ -26,7 +26,6 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self
 
 import pykka
@@ -483,8 +482,7 @@ class PersistentActor(_Supervised):
                 del _LIVE[key]
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveredActor:
+class RecoveredActor(NamedTuple):
     """A persistent actor found in a store by [`recover()`][pyactors.recover].
 
     Attributes:

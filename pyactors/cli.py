@@ -8,9 +8,11 @@ Commands:
     verify: Scan every record; list every damaged one (file, offset).
     compact: Reclaim the space of deleted records.
 
-``inspect``, ``verify`` and ``compact`` open the store as its writer (stop the
-process that uses it first; a second writer gets a clear error), and opening
-truncates a torn tail as any open does (``inspect`` reports it).
+``inspect`` and ``verify`` open the store read-only: they work beside a live writer,
+see the store as it was when they opened it, and change nothing (a torn tail is
+reported, not truncated). ``compact`` opens it as its writer (stop the process that
+uses it first; otherwise it fails with ``StoreLockedError``). They draw a progress
+bar on stderr (``--progress``; by default on a terminal for stores of 64 MiB or more).
 
 Each command is one ``_add_<command>`` function that registers its sub-parser
 and sets ``handler``, the function that runs it and returns the exit status.
@@ -120,6 +122,12 @@ def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParse
         p.add_argument("store", metavar="STORE_DIR", help="the store directory")
         p.add_argument("--json", action="store_true", help="print JSON for scripts instead of text")
         p.add_argument(
+            "--progress",
+            choices=("auto", "always", "never"),
+            default="auto",
+            help="a progress bar on stderr (auto: on a terminal, for stores of 64 MiB or more)",
+        )
+        p.add_argument(
             "--auth-key-file",
             metavar="FILE",
             help="the store's auth_key: every byte of FILE (a key is never taken on the command line)",
@@ -148,8 +156,10 @@ def _kind_name(kind: int) -> str:
         return f"kind:{kind}"  # reserved, written by a newer pyactors
 
 
-def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], dict[str, Any]]) -> int:
-    """Open the store, run `work`, print its result; the exit status is its "exit" key."""
+def _run_on_store(
+    command: str, args: argparse.Namespace, work: Callable[[Any, _ProgressBar], dict[str, Any]], *, read_only: bool
+) -> int:
+    """Open the store, run `work` (with a progress callback), print its result; the exit status is its "exit" key."""
     from pyactors.errors import PyActorsError
     from pyactors.store import SegmentStore
 
@@ -162,12 +172,15 @@ def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], 
                 key = f.read()
         except OSError as exc:
             return _error(command, f"cannot read the auth key: {exc}")
+    bar = _ProgressBar(args.progress, command)
     try:
-        with SegmentStore(args.store, auth_key=key) as store:
-            result = work(store)
+        with SegmentStore(args.store, read_only=read_only, auth_key=key) as store:
+            result = work(store, bar)
     except PyActorsError as exc:
         sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")
         return EXIT_FAILED
+    finally:
+        bar.close()
     status = int(result.pop("exit", EXIT_OK))
     if args.json:
         import json
@@ -178,15 +191,54 @@ def _run_on_store(command: str, args: argparse.Namespace, work: Callable[[Any], 
     return status
 
 
+PROGRESS_MIN_BYTES = 64 << 20
+"""With ``--progress auto``, the bar appears for runs over at least this many bytes."""
+
+
+class _ProgressBar:
+    """A ``progress(done, total)`` callback that draws a rich progress bar on stderr.
+
+    The bar starts at the first call, once the total is known (``auto`` mode shows it
+    only on a terminal and for at least `PROGRESS_MIN_BYTES`); `close()` ends it.
+    """
+
+    def __init__(self, mode: str, label: str) -> None:
+        self.mode = mode
+        self.label = label
+        self.bar: Any = None
+        self.task: Any = None
+        self.decided = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.decided:
+            self.decided = True
+            tty = sys.stderr.isatty()
+            if self.mode == "always" or (self.mode == "auto" and tty and total >= PROGRESS_MIN_BYTES):
+                from rich.console import Console
+                from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TimeRemainingColumn
+
+                console = Console(stderr=True, force_terminal=tty or None)
+                columns = (BarColumn(), TaskProgressColumn(), DownloadColumn(), TimeRemainingColumn())
+                self.bar = Progress(*Progress.get_default_columns()[:1], *columns, console=console)
+                self.bar.start()
+                self.task = self.bar.add_task(self.label, total=total)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _damage_list(damaged: Any) -> list[dict[str, Any]]:
     return [{"path": d.path, "offset": d.offset, "length": d.length, "reason": d.reason} for d in damaged]
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
         from pyactors.actor import recover
 
-        report = store.verify()
+        report = store.verify(progress)
         actors = {a.persistence_id: a for a in recover(store)}
         streams: dict[str, dict[str, Any]] = {}
         for k in report.kinds:
@@ -246,12 +298,12 @@ def _inspect(args: argparse.Namespace) -> int:
             "exit": EXIT_OK if report.ok else EXIT_FAILED,
         }
 
-    return _run_on_store("inspect", args, work)
+    return _run_on_store("inspect", args, work, read_only=True)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
-        report = store.verify()
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
+        report = store.verify(progress)
         text = [f"{store.path}: {report.segments} segments, {report.records:,} valid records, {report.bytes:,} bytes"]
         text += [f"DAMAGED {d.path} at byte {d.offset} ({d.length} bytes): {d.reason}" for d in report.damaged]
         text.append("ok" if report.ok else f"{len(report.damaged)} damaged range(s)")
@@ -266,12 +318,12 @@ def _verify(args: argparse.Namespace) -> int:
             "exit": EXIT_OK if report.ok else EXIT_FAILED,
         }
 
-    return _run_on_store("verify", args, work)
+    return _run_on_store("verify", args, work, read_only=True)
 
 
 def _compact(args: argparse.Namespace) -> int:
-    def work(store: Any) -> dict[str, Any]:
-        r = store.compact(args.min_dead_ratio)
+    def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
+        r = store.compact(args.min_dead_ratio, progress)
         return {
             "path": store.path,
             "segments_removed": r.segments_removed,
@@ -282,7 +334,7 @@ def _compact(args: argparse.Namespace) -> int:
             f"{r.bytes_before:,} -> {r.bytes_after:,} bytes",
         }
 
-    return _run_on_store("compact", args, work)
+    return _run_on_store("compact", args, work, read_only=False)
 
 
 # ---------------------------------------------------------------------------- supervise

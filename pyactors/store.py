@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Literal, NamedTuple, Self
 
 from pyactors import _core
 from pyactors.errors import InvalidArgumentError
 from pyactors.serialization import PickleSerializer, Serializer
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from types import TracebackType
 
 __all__ = [
@@ -73,8 +72,7 @@ class Kind(enum.IntEnum):
         return 128 + n
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One record read back from the store.
 
     Attributes:
@@ -92,8 +90,7 @@ class Record:
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Damage:
+class Damage(NamedTuple):
     """A damaged byte range found in a store file.
 
     Attributes:
@@ -113,8 +110,7 @@ class Damage:
     tampered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class OpenReport:
+class OpenReport(NamedTuple):
     """What opening the store found and repaired.
 
     Attributes:
@@ -138,8 +134,7 @@ class OpenReport:
     elapsed_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class KindStats:
+class KindStats(NamedTuple):
     """What a stream holds of one record kind (counted by `SegmentStore.verify()`).
 
     Attributes:
@@ -164,8 +159,7 @@ class KindStats:
         return self.raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
+class VerifyReport(NamedTuple):
     """The result of `SegmentStore.verify()`: a read-only scan of every record.
 
     Attributes:
@@ -188,8 +182,7 @@ class VerifyReport:
         return not self.damaged
 
 
-@dataclass(frozen=True, slots=True)
-class CompactReport:
+class CompactReport(NamedTuple):
     """The result of `SegmentStore.compact()`.
 
     Attributes:
@@ -217,9 +210,10 @@ def _record(raw: tuple[str, int, int, int, bytes]) -> Record:
 class SegmentStore:
     """A directory of append-only, compressed, checksummed segment files.
 
-    One process at a time may open a store (a second one gets
+    One process at a time may open a store for writing (a second one gets
     `StoreLockedError`); inside it, any number of threads may append and read at
-    once. The GIL is released during file I/O, compression and decompression.
+    once. Any number of processes may open it ``read_only`` beside the writer.
+    The GIL is released during file I/O, compression and decompression.
 
     Args:
         path: The store directory; created (mode 0700) if missing.
@@ -232,6 +226,13 @@ class SegmentStore:
         compress_min_bytes: Payloads shorter than this are stored raw.
         tolerant: Open a store with damaged sealed segments, skipping and
             reporting the damage instead of raising `CorruptSegmentError`.
+        read_only: Open without the writer lock and write nothing, not even
+            repairs (a torn tail is reported in `open_report` but left in place):
+            a view of the store as it was at open, for tools and readers beside
+            a live writer. Appending, pruning and compacting raise
+            `InvalidArgumentError`. A compaction by the writer may later remove
+            segments this view still refers to (reads then raise `StoreIOError`):
+            open again for a fresh view.
         serializer: The serializer the layers above use for this store
             (default: pickle protocol 5). The store itself stores bytes.
         auth_key: A secret of at least 16 bytes: every record written gets an
@@ -266,6 +267,7 @@ class SegmentStore:
         compression_level: int = 3,
         compress_min_bytes: int = 256,
         tolerant: bool = False,
+        read_only: bool = False,
         serializer: Serializer | None = None,
         auth_key: bytes | None = None,
     ) -> None:
@@ -277,6 +279,7 @@ class SegmentStore:
             compression_level=compression_level,
             compress_min_bytes=compress_min_bytes,
             tolerant=tolerant,
+            read_only=read_only,
             auth_key=auth_key,
         )
         self.serializer: Serializer = serializer or PickleSerializer()
@@ -383,19 +386,34 @@ class SegmentStore:
         """
         return self._log.delete_stream(stream)
 
-    def compact(self, min_dead_ratio: float = 0.5) -> CompactReport:
+    def compact(
+        self, min_dead_ratio: float = 0.5, progress: Callable[[int, int], object] | None = None
+    ) -> CompactReport:
         """Reclaim the space of deleted records.
 
         Sealed segments in which at least `min_dead_ratio` of the bytes are dead
         have their live records copied into the active segment, then are
         unlinked. Crash-safe at every step: a record is never only in a file
         that is about to be removed.
-        """
-        return CompactReport(**self._log.compact(min_dead_ratio))
 
-    def verify(self) -> VerifyReport:
-        """Scan every segment, read-only: report every damaged record, and count what the valid ones hold."""
-        report = self._log.verify()
+        Args:
+            min_dead_ratio: Compact a sealed segment when at least this share of its bytes is dead.
+            progress: Called as ``progress(done, total)`` with bytes of sealed segments
+                examined, before each segment and at the end. If it raises (or Ctrl-C
+                arrives), compaction stops after the segment in hand, every segment
+                handled so far complete, and the exception propagates.
+        """
+        return CompactReport(**self._log.compact(min_dead_ratio, progress))
+
+    def verify(self, progress: Callable[[int, int], object] | None = None) -> VerifyReport:
+        """Scan every segment, read-only: report every damaged record, and count what the valid ones hold.
+
+        Args:
+            progress: Called as ``progress(done, total)`` with bytes scanned, before
+                each segment and at the end. If it raises (or Ctrl-C arrives), the scan
+                stops and the exception propagates.
+        """
+        report = self._log.verify(progress)
         return VerifyReport(
             segments=report["segments"],
             records=report["records"],

@@ -27,7 +27,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import pykka
@@ -171,19 +170,22 @@ class _Spec(NamedTuple):
     managed: bool = False
 
 
-@dataclass
 class _Child:
-    spec: _Spec
-    life: int = 0
-    actor: _Supervised | None = None
-    stopping: bool = False
-    failed_at: float | None = None
-    restarts: int = 0
-    recovery_ms: list[float] = field(default_factory=list)
+    """A child's spec and the state of its current life."""
+
+    __slots__ = ("actor", "failed_at", "life", "recovery_ms", "restarts", "spec", "stopping")
+
+    def __init__(self, spec: _Spec) -> None:
+        self.spec = spec
+        self.life = 0
+        self.actor: _Supervised | None = None
+        self.stopping = False
+        self.failed_at: float | None = None
+        self.restarts = 0
+        self.recovery_ms: list[float] = []
 
 
-@dataclass(frozen=True, slots=True)
-class RestartStats:
+class RestartStats(NamedTuple):
     """Restarts of one child and how long each took.
 
     Recovery time runs from the failure being detected to the new life being ready

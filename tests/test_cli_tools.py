@@ -72,14 +72,21 @@ def test_compact_makes_the_bytes_on_disk_go_down(tmp_path: Path) -> None:
     assert report["bytes_after"] < report["bytes_before"]
 
 
-def test_tools_refuse_a_missing_directory_and_a_store_in_use(tmp_path: Path) -> None:
+def test_inspect_and_verify_read_a_store_in_use_and_compact_refuses_it(tmp_path: Path) -> None:
     out = _cli("verify", str(tmp_path / "nope"))
     assert out.returncode == 2
     assert "no such store directory" in out.stderr
-    with SegmentStore(tmp_path / "s"):
-        out = _cli("inspect", str(tmp_path / "s"))
-    assert out.returncode == 1
-    assert "StoreLockedError" in out.stderr
+    with SegmentStore(tmp_path / "s") as live:
+        live.append("actor-1", b"seen by the tools")
+        inspected = _cli("inspect", str(tmp_path / "s"), "--json")
+        verified = _cli("verify", str(tmp_path / "s"), "--json")
+        compacted = _cli("compact", str(tmp_path / "s"))
+        assert live.append("actor-1", b"the writer carries on") == 2
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["streams"][0]["kinds"]["message"]["live"] == 1
+    assert verified.returncode == 0 and json.loads(verified.stdout)["records"] == 1
+    assert compacted.returncode == 1
+    assert "StoreLockedError" in compacted.stderr
 
 
 def test_tools_open_a_keyed_store_with_auth_key_file_and_verify_reports_tampering(tmp_path: Path) -> None:
@@ -101,3 +108,21 @@ def test_tools_open_a_keyed_store_with_auth_key_file_and_verify_reports_tamperin
     out = _cli("verify", str(tmp_path / "s"), "--auth-key-file", str(key_file), "--json")
     assert out.returncode == 1
     assert [(d["path"], d["offset"]) for d in json.loads(out.stdout)["damaged"]] == [(str(sealed), frame.pos)]
+
+
+def test_progress_bar_is_drawn_on_stderr_when_asked_and_never_pollutes_stdout(tmp_path: Path) -> None:
+    _store(tmp_path / "s")
+    for command in ("verify", "compact", "inspect"):
+        out = _cli(command, str(tmp_path / "s"), "--json", "--progress", "always")
+        assert out.returncode == 0, out.stderr
+        assert command in out.stderr and "100%" in out.stderr, out.stderr
+        json.loads(out.stdout)  # the bar is on stderr only
+    size = sum(p.stat().st_size for p in segment_files(tmp_path / "s"))
+    assert (
+        f"{size / 1000:.1f}/{size / 1000:.1f} kB" in _cli("verify", str(tmp_path / "s"), "--progress", "always").stderr
+    )
+    # auto: not a terminal here, so no bar; never: no bar.
+    for mode in ("auto", "never"):
+        out = _cli("verify", str(tmp_path / "s"), "--progress", mode)
+        assert out.returncode == 0
+        assert out.stderr == ""

@@ -433,3 +433,31 @@ def test_two_sealed_segments_with_swapped_names_raise_corrupt_segment_error(
         open_store(segment_bytes=SMALL_SEGMENT)
     assert _same(excinfo.value.path, first)
     assert "base offset" in excinfo.value.reason
+
+
+@pytest.mark.parametrize("which", ["first sealed", "middle sealed", "active"])
+def test_a_deleted_segment_raises_at_open_and_tolerant_open_reports_it_and_keeps_the_rest(
+    store_path: Path, open_store: Callable[..., SegmentStore], which: str
+) -> None:
+    written = _rolled(store_path)
+    segs = segment_files(store_path)
+    gone = {"first sealed": segs[0], "middle sealed": segs[1], "active": segs[-1]}[which]
+    lost = {(f.stream, f.seq) for f in frames(gone.read_bytes())}
+    gone.unlink()
+
+    with pytest.raises(CorruptSegmentError) as excinfo:
+        open_store(segment_bytes=SMALL_SEGMENT)
+    assert _same(excinfo.value.path, gone)
+    assert excinfo.value.offset == 0
+    assert "listed in MANIFEST is missing" in excinfo.value.reason
+
+    with open_store(tolerant=True, segment_bytes=SMALL_SEGMENT) as s:
+        assert [_same(d.path, gone) for d in s.open_report.damaged] == [True]
+        for stream, payloads in written.items():
+            kept = {r.seq: r.payload for r in s.read(stream)}
+            expected = {seq: p for seq, p in enumerate(payloads, 1) if (stream, seq) not in lost}
+            assert kept == expected, stream
+        s.append("alpha", b"after the loss")
+    with open_store(segment_bytes=SMALL_SEGMENT) as s:  # the loss is recorded: strict opens work again
+        assert s.open_report.damaged == ()
+        assert s.latest("alpha", Kind.MESSAGE).payload == b"after the loss"  # type: ignore[union-attr]

@@ -827,3 +827,54 @@ def test_store_matches_a_model_under_appends_prunes_deletes_reopens_and_compacti
             check(s)
         finally:
             s.close()
+
+
+def test_verify_and_compact_report_progress_up_to_the_total_and_stop_when_it_raises(tmp_path: Path) -> None:
+    with SegmentStore(tmp_path / "s", segment_bytes=4096) as store:
+        for i in range(300):
+            store.append("a" if i % 2 else "b", b"record %d " % i * 10)
+        store.delete_stream("b")
+        for op in (store.verify, store.compact):
+            calls: list[tuple[int, int]] = []
+            op(progress=lambda done, total, calls=calls: calls.append((done, total)))  # type: ignore[operator]
+            dones = [d for d, _ in calls]
+            assert len(calls) > 3 and dones == sorted(dones), op
+            assert len({t for _, t in calls}) == 1 and calls[-1][0] == calls[-1][1] > 0, op
+
+        class Stop(Exception):
+            pass
+
+        def stop(done: int, total: int) -> None:
+            if done > 0:
+                raise Stop
+
+        with pytest.raises(Stop):
+            store.verify(progress=stop)
+        assert store.verify().ok  # the store is untouched and still works
+        assert [r.seq for r in store.read("a")] == list(range(1, 151))
+
+
+def test_read_only_store_reads_beside_the_writer_refuses_writes_and_changes_no_file(tmp_path: Path) -> None:
+    with SegmentStore(tmp_path / "s", segment_bytes=4096) as writer:
+        for i in range(50):
+            writer.append("a", b"record %d " % i * 20)
+        before = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+        with SegmentStore(tmp_path / "s", read_only=True) as reader:
+            writer.append("a", b"appended after the reader opened")
+            assert [r.seq for r in reader.read("a")] == list(range(1, 51))
+            assert reader.verify().ok
+            for write in (
+                lambda: reader.append("a", b"x"),
+                lambda: reader.prune("a", Kind.MESSAGE, keep_last=1),
+                lambda: reader.delete_stream("a"),
+                reader.compact,
+            ):
+                with pytest.raises(InvalidArgumentError, match="is open read-only"):
+                    write()
+        after = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
+        # Only the writer's own append changed a file.
+        assert {n for n in before if before[n] != after.get(n)} <= {max(n for n in before if n.endswith(".seg"))}
+        assert writer.last_seq("a") == 51
+    with pytest.raises(StoreIOError):
+        SegmentStore(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()

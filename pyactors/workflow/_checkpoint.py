@@ -21,8 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from pyactors.errors import (
     AuthenticationError,
@@ -51,8 +50,7 @@ _KIND_WRITES = Kind.WRITES
 _REQUIRED = ("v", "id", "parent", "step", "full", "values", "completed", "nodes", "next", "pending", "error", "meta")
 
 
-@dataclass(frozen=True, slots=True)
-class NodeError:
+class NodeError(NamedTuple):
     """A node that raised.
 
     Attributes:
@@ -68,8 +66,7 @@ class NodeError:
     traceback: str
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """One checkpoint of a workflow thread, with its state materialised.
 
     Attributes:
@@ -95,8 +92,8 @@ class Snapshot:
     next_nodes: tuple[str, ...]
     pending_writes: dict[str, dict[str, Any]]
     error: NodeError | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    node_states: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any]
+    node_states: dict[str, Any]
     """Own states of the stateful nodes."""
 
     @property

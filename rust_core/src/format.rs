@@ -42,6 +42,12 @@ pub const INDEX_SUFFIX: &str = ".idx";
 pub const INDEX_ENTRY_LEN: usize = 21;
 /// Bytes of the fixed index header.
 pub const INDEX_HEADER_LEN: usize = 56;
+/// Name of the manifest: which segments are live, so a deleted one is noticed.
+pub const MANIFEST_FILE: &str = "MANIFEST";
+/// First bytes of the manifest.
+pub const MANIFEST_MAGIC: &[u8; 8] = b"PYAMAN\r\n";
+/// Bytes of the manifest header (before the list of sealed segments).
+pub const MANIFEST_HEADER_LEN: usize = 32;
 
 /// File name of the segment whose first record has global offset `base`.
 pub fn segment_name(base: u64) -> String {
@@ -102,6 +108,63 @@ pub fn decode_segment_header(h: &[u8]) -> Result<(u64, u32), HeaderError> {
         return Err(HeaderError::Version(version));
     }
     Ok((u64_at(h, 16), u32_at(h, 12)))
+}
+
+// Format: manifest, MANIFEST_FILE, rewritten atomically (tmp, fsync, rename, directory
+// fsync) after every roll and before compaction unlinks a segment
+// { magic [8] | version u32 | sealed_count u32 | active_base u64 | crc32c u32 | reserved u32 (0) }
+// then sealed_count x { base u64 }, ascending. The CRC covers bytes 0..24 and the bases.
+
+/// The live segments, as of the last roll or compaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// Base offset of the active segment.
+    pub active: u64,
+    /// Base offsets of the sealed segments, ascending.
+    pub sealed: Vec<u64>,
+}
+
+fn manifest_crc(head: &[u8], bases: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(head), bases)
+}
+
+/// Encode a manifest.
+pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(MANIFEST_HEADER_LEN + 8 * m.sealed.len());
+    out.extend_from_slice(MANIFEST_MAGIC);
+    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&(m.sealed.len() as u32).to_le_bytes());
+    out.extend_from_slice(&m.active.to_le_bytes());
+    let bases: Vec<u8> = m.sealed.iter().flat_map(|b| b.to_le_bytes()).collect();
+    out.extend_from_slice(&manifest_crc(&out, &bases).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&bases);
+    out
+}
+
+/// Decode a manifest; any damage (length, magic, checksum, order) is `Invalid`.
+pub fn decode_manifest(b: &[u8]) -> Result<Manifest, HeaderError> {
+    if b.len() < MANIFEST_HEADER_LEN || &b[..8] != MANIFEST_MAGIC {
+        return Err(HeaderError::Invalid("bad manifest header".into()));
+    }
+    let version = u32_at(b, 8);
+    if version != FORMAT_VERSION {
+        return Err(HeaderError::Version(version));
+    }
+    let count = u32_at(b, 12) as usize;
+    let bases = &b[MANIFEST_HEADER_LEN..];
+    if count.checked_mul(8) != Some(bases.len()) {
+        return Err(HeaderError::Invalid(format!("manifest lists {count} segments in {} bytes", bases.len())));
+    }
+    if manifest_crc(&b[..24], bases) != u32_at(b, 24) {
+        return Err(HeaderError::Invalid("manifest checksum mismatch".into()));
+    }
+    let active = u64_at(b, 16);
+    let sealed: Vec<u64> = bases.chunks_exact(8).map(|c| u64_at(c, 0)).collect();
+    if sealed.windows(2).any(|w| w[0] >= w[1]) || sealed.last().is_some_and(|&l| l >= active) {
+        return Err(HeaderError::Invalid("manifest segments out of order".into()));
+    }
+    Ok(Manifest { active, sealed })
 }
 
 /// One index entry: where a record of a stream lies in its segment.
@@ -338,6 +401,27 @@ pub fn decode_tombstone(p: &[u8]) -> Option<(u8, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn manifest_round_trips_and_any_damaged_byte_is_invalid() {
+        let m = Manifest { active: 900, sealed: vec![0, 300, 600] };
+        let b = encode_manifest(&m);
+        assert_eq!(b.len(), MANIFEST_HEADER_LEN + 24);
+        assert_eq!(decode_manifest(&b), Ok(m));
+        for i in 0..b.len() {
+            if (28..32).contains(&i) {
+                continue; // reserved
+            }
+            let mut bad = b.clone();
+            bad[i] ^= 0x40;
+            assert!(decode_manifest(&bad).is_err(), "byte {i}");
+        }
+        for cut in 0..b.len() {
+            assert!(decode_manifest(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let unordered = encode_manifest(&Manifest { active: 5, sealed: vec![3, 1] });
+        assert!(decode_manifest(&unordered).is_err());
+    }
 
     #[test]
     fn names_round_trip_and_sort_by_offset() {

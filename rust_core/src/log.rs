@@ -17,10 +17,11 @@ use crate::auth::AuthKey;
 use crate::codec;
 use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
-    decode_entries, decode_index_header, decode_segment_header, decode_summary, encode_index, encode_segment_header,
-    encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError, IndexSummary, FORMAT_VERSION,
-    INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
+    encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
+    IndexSummary, Manifest, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE,
+    LOCK_FILE, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
+    TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -89,6 +90,9 @@ pub struct Options {
     pub compress_min_bytes: usize,
     /// Recovery mode.
     pub recovery: RecoveryMode,
+    /// Open without the writer lock and write nothing, not even repairs: a view of
+    /// the store as of open, which works beside a live writer. Writing calls fail.
+    pub read_only: bool,
     /// With a key, every record written gets an HMAC-SHA256 tag and every record read
     /// must carry a valid one (see `auth`).
     pub auth_key: Option<AuthKey>,
@@ -103,6 +107,7 @@ impl Default for Options {
             compression_level: 3,
             compress_min_bytes: 256,
             recovery: RecoveryMode::TolerateTailCorruption,
+            read_only: false,
             auth_key: None,
         }
     }
@@ -384,14 +389,18 @@ impl Log {
         if !(1..=22).contains(&opts.compression_level) {
             return Err(CoreError::InvalidArgument("compression_level must be 1 to 22".into()));
         }
-        fs.create_dir_all(&dir).at(&dir)?;
-        let guard = fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::WouldBlock {
-                CoreError::Locked { path: dir.clone() }
-            } else {
-                CoreError::io(dir.join(LOCK_FILE), e)
-            }
-        })?;
+        let guard = if opts.read_only {
+            None
+        } else {
+            fs.create_dir_all(&dir).at(&dir)?;
+            Some(fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::WouldBlock {
+                    CoreError::Locked { path: dir.clone() }
+                } else {
+                    CoreError::io(dir.join(LOCK_FILE), e)
+                }
+            })?)
+        };
         let (writer, index, handles, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
         report.elapsed = started.elapsed();
         let inner = Arc::new(Inner {
@@ -406,11 +415,11 @@ impl Log {
             appenders: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             stop: (Mutex::new(false), Condvar::new()),
-            lock: Mutex::new(Some(guard)),
+            lock: Mutex::new(guard),
             rebuilding: Mutex::new(()),
             report,
         });
-        let flusher = (inner.opts.durability == Durability::Group).then(|| {
+        let flusher = (inner.opts.durability == Durability::Group && !inner.opts.read_only).then(|| {
             let inner = Arc::clone(&inner);
             std::thread::spawn(move || inner.flush_loop())
         });
@@ -445,7 +454,7 @@ impl Log {
 
     /// Append records in one write; all or none. Returns `(seq, timestamp_us)` of each.
     pub fn append_many(&self, records: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>> {
-        self.inner.check_open()?;
+        self.inner.check_writable("append")?;
         for r in records {
             check_stream(r.stream)?;
             check_kind(r.kind)?;
@@ -585,7 +594,7 @@ impl Log {
 
     /// Delete all but the newest `keep_last` records of `kind`; returns how many.
     pub fn prune(&self, stream: &str, kind: u8, keep_last: u64) -> Result<u64> {
-        self.inner.check_open()?;
+        self.inner.check_writable("prune")?;
         check_stream(stream)?;
         check_kind(kind)?;
         let mut w = lock(&self.inner.writer);
@@ -604,7 +613,7 @@ impl Log {
 
     /// Delete every record of `stream`; returns how many. Seqs are not reused.
     pub fn delete_stream(&self, stream: &str) -> Result<u64> {
-        self.inner.check_open()?;
+        self.inner.check_writable("delete_stream")?;
         check_stream(stream)?;
         let mut w = lock(&self.inner.writer);
         let live = self.inner.live_locs(stream, 0, None)?;
@@ -621,17 +630,34 @@ impl Log {
     /// Copy the live records out of sealed segments that are at least `min_dead_ratio`
     /// dead, then unlink them. Appends wait while it runs.
     pub fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
-        self.inner.check_open()?;
+        self.compact_with(min_dead_ratio, &mut |_, _| true)
+    }
+
+    /// `compact`, calling `progress(done, total)` with bytes of sealed segments examined
+    /// after each one. When it returns `false`, compaction stops there (every segment
+    /// handled so far is complete) and the report covers what was done.
+    pub fn compact_with(
+        &self,
+        min_dead_ratio: f64,
+        progress: &mut dyn FnMut(u64, u64) -> bool,
+    ) -> Result<CompactReport> {
+        self.inner.check_writable("compact")?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
             return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
         }
-        self.inner.compact(min_dead_ratio)
+        self.inner.compact(min_dead_ratio, progress)
     }
 
     /// Scan every segment and index file read-only; report every damaged range.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with(&mut |_, _| true)
+    }
+
+    /// `verify`, calling `progress(done, total)` with bytes scanned after each segment.
+    /// When it returns `false`, the scan stops and the report covers the segments scanned.
+    pub fn verify_with(&self, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<VerifyReport> {
         self.inner.check_open()?;
-        self.inner.verify()
+        self.inner.verify(progress)
     }
 
     /// Counters.
@@ -651,9 +677,12 @@ impl Log {
         })
     }
 
-    /// fdatasync everything appended so far, whatever the policy.
+    /// fdatasync everything appended so far, whatever the policy (nothing to do read-only).
     pub fn flush(&self) -> Result<()> {
         self.inner.check_open()?;
+        if self.inner.opts.read_only {
+            return Ok(());
+        }
         let lsn = lock(&self.inner.writer).lsn;
         self.inner.sync_to(lsn)
     }
@@ -674,11 +703,12 @@ impl Log {
         let (lsn, rolled) = {
             let mut w = lock(&self.inner.writer);
             // Sealing a large active segment now spares the next open from scanning it.
-            let rolled = if w.pos >= SEAL_AT_CLOSE_BYTES { self.inner.roll(&mut w) } else { Ok(()) };
+            let seal = w.pos >= SEAL_AT_CLOSE_BYTES && !self.inner.opts.read_only;
+            let rolled = if seal { self.inner.roll(&mut w) } else { Ok(()) };
             self.inner.closed.store(true, Ordering::Release);
             (w.lsn, rolled)
         };
-        let result = self.inner.sync_to(lsn).and(rolled);
+        let result = if self.inner.opts.read_only { Ok(()) } else { self.inner.sync_to(lsn).and(rolled) };
         lock(&self.inner.lock).take();
         result
     }
@@ -703,6 +733,18 @@ impl Inner {
     fn appending(&self) -> Appending<'_> {
         self.appenders.fetch_add(1, Ordering::Relaxed);
         Appending(&self.appenders)
+    }
+
+    /// `check_open`, and refuse `what` on a read-only log.
+    fn check_writable(&self, what: &str) -> Result<()> {
+        self.check_open()?;
+        if self.opts.read_only {
+            return Err(CoreError::InvalidArgument(format!(
+                "{what} needs the writer: {} is open read-only",
+                self.dir.display()
+            )));
+        }
+        Ok(())
     }
 
     fn check_open(&self) -> Result<()> {
@@ -839,7 +881,16 @@ impl Inner {
         w.file = file;
         w.base = base;
         w.pos = SEGMENT_HEADER_LEN as u64;
-        Ok(())
+        self.write_manifest()
+    }
+
+    /// Rewrite the manifest from the index (see `format::Manifest`).
+    fn write_manifest(&self) -> Result<()> {
+        let m = {
+            let idx = read(&self.index);
+            Manifest { active: idx.active_base, sealed: idx.sealed.keys().copied().collect() }
+        };
+        self.write_file_atomically(&self.dir.join(MANIFEST_FILE), &encode_manifest(&m))
     }
 
     /// fdatasync the active segment with the writer held (roll, compaction). A failure
@@ -1033,25 +1084,25 @@ impl Inner {
         if !read(&self.index).sealed.contains_key(&seg) {
             return Ok(Vec::new()); // compacted away meanwhile: the caller looks again
         }
-        let summary = {
+        let (summary, _, rebuilt) = {
             let _one_at_a_time = lock(&self.rebuilding);
             rebuild_index(
                 self.fs.as_ref(),
                 &self.dir,
                 seg,
                 RecoveryMode::TolerateTailCorruption,
+                !self.opts.read_only,
                 self.opts.auth_key.as_ref(),
             )?
-            .0
         };
-        let entries = summary.streams.iter().find(|s| s.stream == stream).map(|s| (s.entries_at, s.entries)).map_or(
-            Ok(Vec::new()),
-            |(at, n)| {
-                let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
-                self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).at(&path)?;
-                Ok::<_, CoreError>(decode_entries(&buf))
-            },
-        )?;
+        let entries = match summary.streams.iter().find(|s| s.stream == stream) {
+            None => Vec::new(),
+            Some(s) => {
+                let from = usize::try_from(s.entries_at).unwrap_or(usize::MAX);
+                let block = from.checked_add(s.entries as usize * INDEX_ENTRY_LEN).and_then(|to| rebuilt.get(from..to));
+                decode_entries(block.ok_or_else(|| CoreError::corrupt(&path, s.entries_at, "rebuilt index is short"))?)
+            }
+        };
         let mut idx = write(&self.index);
         if let Some(s) = idx.sealed.get_mut(&seg) {
             s.streams = summary.streams.into_iter().map(|s| (s.stream.clone(), s)).collect();
@@ -1109,7 +1160,7 @@ impl Inner {
         }
     }
 
-    fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
+    fn compact(&self, min_dead_ratio: f64, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<CompactReport> {
         let mut w = lock(&self.writer);
         let bytes_of = |w: &Writer| -> u64 { read(&self.index).sealed.values().map(|s| s.len).sum::<u64>() + w.pos };
         let bytes_before = bytes_of(&w);
@@ -1134,7 +1185,13 @@ impl Inner {
         }
         let sealed: Vec<(u64, u64)> = read(&self.index).sealed.iter().map(|(b, s)| (*b, s.len)).collect();
         let mut report = CompactReport { bytes_before, ..CompactReport::default() };
+        let total: u64 = sealed.iter().map(|(_, len)| len).sum();
+        let mut done = 0;
         for (seg, len) in sealed {
+            if !progress(done, total) {
+                break;
+            }
+            done += len;
             let streams: Vec<String> =
                 read(&self.index).sealed.get(&seg).map(|s| s.streams.keys().cloned().collect()).unwrap_or_default();
             let mut live: Vec<(String, Entry)> = Vec::new();
@@ -1215,6 +1272,9 @@ impl Inner {
                 }
             }
             write(&self.handles).remove(&seg);
+            // The manifest drops the segment before it goes: a crash in between leaves a
+            // segment the manifest no longer lists, which the next open finishes removing.
+            self.write_manifest()?;
             self.fs.remove(&path).at(&path)?;
             let idx_path = self.dir.join(index_name(seg));
             self.fs.remove(&idx_path).at(&idx_path)?;
@@ -1223,19 +1283,24 @@ impl Inner {
         if report.segments_removed > 0 {
             self.fs.sync_dir(&self.dir).at(&self.dir)?;
         }
+        progress(done, total);
         report.bytes_after = bytes_of(&w);
         Ok(report)
     }
 
-    fn verify(&self) -> Result<VerifyReport> {
-        let (sealed, active_base, active_end) = {
+    fn verify(&self, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<VerifyReport> {
+        let (sealed, active_base, active_end, total) = {
             let w = lock(&self.writer);
             let idx = read(&self.index);
-            (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos)
+            let sealed_bytes: u64 = idx.sealed.values().map(|s| s.len).sum();
+            (idx.sealed.keys().copied().collect::<Vec<u64>>(), w.base, w.pos, sealed_bytes + w.pos)
         };
         let mut report = VerifyReport::default();
         let mut kinds: HashMap<(String, u8), KindStats> = HashMap::new();
         for (seg, end) in sealed.iter().map(|&s| (s, None)).chain(std::iter::once((active_base, Some(active_end)))) {
+            if !progress(report.bytes, total) {
+                break;
+            }
             let path = self.seg_path(seg);
             let h = self.handle(seg)?;
             let mut bytes = read_all(&h, &path)?;
@@ -1288,6 +1353,7 @@ impl Inner {
                 }
             }
         }
+        progress(report.bytes, total);
         let mut kinds: Vec<KindStats> = kinds.into_values().collect();
         kinds.sort_by(|a, b| (&a.stream, a.kind).cmp(&(&b.stream, b.kind)));
         report.kinds = kinds;
@@ -1402,13 +1468,16 @@ fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64
 
 /// Scan a sealed segment and write its index file anew. Returns the summary and the
 /// damage skipped (only in tolerant mode; otherwise damage is an error).
+/// Rebuild segment `seg`'s index by scanning it; returns its summary, the damage found
+/// and the index file's bytes, which are written to the file when `persist`.
 fn rebuild_index(
     fs: &dyn FileSystem,
     dir: &Path,
     seg: u64,
     mode: RecoveryMode,
+    persist: bool,
     key: Option<&AuthKey>,
-) -> Result<(IndexSummary, Vec<Damage>)> {
+) -> Result<(IndexSummary, Vec<Damage>, Vec<u8>)> {
     let path = dir.join(segment_name(seg));
     let h = fs.open(&path, false).at(&path)?;
     let bytes = read_all(&h, &path)?;
@@ -1453,8 +1522,10 @@ fn rebuild_index(
         }
     }
     let out = encode_index(&mut summary, &all_entries);
-    write_file_atomically(fs, dir, &dir.join(index_name(seg)), &out)?;
-    Ok((summary, damaged))
+    if persist {
+        write_file_atomically(fs, dir, &dir.join(index_name(seg)), &out)?;
+    }
+    Ok((summary, damaged, out))
 }
 
 /// Open-time recovery: read the sealed indexes, scan the active segment, repair its tail.
@@ -1470,7 +1541,8 @@ impl Recovery<'_> {
     fn run(&self) -> Result<Recovered> {
         let mut report = OpenReport::default();
         let names = self.fs.list(self.dir).at(self.dir)?;
-        for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+        let read_only = self.opts.read_only;
+        for n in names.iter().filter(|n| n.ends_with(".tmp") && !read_only) {
             let _ = self.fs.remove(&self.dir.join(n));
         }
         let mut segs: Vec<u64> = names.iter().filter_map(|n| parse_name(n, SEGMENT_SUFFIX)).collect();
@@ -1480,21 +1552,17 @@ impl Recovery<'_> {
         let mut index = Index::default();
         let mut handles = HashMap::new();
         let tolerant = self.opts.recovery == RecoveryMode::TolerateAnyCorruption;
-        let Some((&active, sealed)) = segs.split_last() else {
-            let file = create_segment(self.fs, self.dir, 0, key_id(self.opts))?;
-            handles.insert(0, Arc::clone(&file));
-            report.segments = 1;
-            let w = Writer {
-                file,
-                base: 0,
-                pos: SEGMENT_HEADER_LEN as u64,
-                next_offset: 0,
-                lsn: 0,
-                appended: 0,
-                buf: Vec::new(),
-                failed: None,
-            };
-            return Ok((w, index, handles, report));
+        let manifest = self.read_manifest(&names, &mut report)?;
+        if let Some(m) = &manifest {
+            segs = self.check_manifest(m, segs, tolerant, &mut report)?;
+        }
+        // The newest segment is sealed when the active one is gone (tolerant open only):
+        // then every segment found is sealed and a new active one is created.
+        let active_gone =
+            manifest.as_ref().is_some_and(|m| segs.last().is_some_and(|l| m.sealed.binary_search(l).is_ok()));
+        let (sealed, active) = match segs.split_last() {
+            Some((&last, rest)) if !active_gone => (rest, Some(last)),
+            _ => (&segs[..], None),
         };
         let mut next_offset = 0;
         for &seg in sealed {
@@ -1503,16 +1571,102 @@ impl Recovery<'_> {
             report.records += summary.records;
             index.add_sealed(summary);
         }
-        let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
-        index.active_base = active;
-        report.records += records;
-        if has_index.contains(&active) {
-            // Left by a roll that crashed before the next segment existed: stale once we append.
-            let _ = self.fs.remove(&self.dir.join(index_name(active)));
+        let writer = match active {
+            Some(active) => {
+                let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
+                report.records += records;
+                if has_index.contains(&active) && !read_only {
+                    // Left by a roll that crashed before the next segment existed: stale once we append.
+                    let _ = self.fs.remove(&self.dir.join(index_name(active)));
+                }
+                writer
+            }
+            None if read_only => {
+                return Err(CoreError::InvalidArgument(format!(
+                    "{} holds no active segment to open read-only",
+                    self.dir.display()
+                )))
+            }
+            None => Writer {
+                file: create_segment(self.fs, self.dir, next_offset, key_id(self.opts))?,
+                base: next_offset,
+                pos: SEGMENT_HEADER_LEN as u64,
+                next_offset,
+                lsn: 0,
+                appended: 0,
+                buf: Vec::new(),
+                failed: None,
+            },
+        };
+        index.active_base = writer.base;
+        handles.insert(writer.base, Arc::clone(&writer.file));
+        report.segments = sealed.len() as u64 + 1;
+        let live = Manifest { active: writer.base, sealed: index.sealed.keys().copied().collect() };
+        if manifest.as_ref() != Some(&live) && !read_only {
+            write_file_atomically(self.fs, self.dir, &self.dir.join(MANIFEST_FILE), &encode_manifest(&live))?;
         }
-        handles.insert(active, Arc::clone(&writer.file));
-        report.segments = segs.len() as u64;
         Ok((writer, index, handles, report))
+    }
+
+    /// The manifest, if present and intact; a damaged one is reported (with the
+    /// rebuilt indexes) and rewritten from the segments found.
+    fn read_manifest(&self, names: &[String], report: &mut OpenReport) -> Result<Option<Manifest>> {
+        if !names.iter().any(|n| n == MANIFEST_FILE) {
+            return Ok(None);
+        }
+        let path = self.dir.join(MANIFEST_FILE);
+        let bytes = read_all(&self.fs.open(&path, false).at(&path)?, &path)?;
+        match decode_manifest(&bytes) {
+            Ok(m) => Ok(Some(m)),
+            Err(HeaderError::Version(found)) => {
+                Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION })
+            }
+            Err(HeaderError::Invalid(_)) => {
+                report.rebuilt_indexes.push(path);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Hold the segments found against the manifest. A segment older than the
+    /// manifest's active one that it does not list was being removed by a compaction
+    /// that crashed after rewriting the manifest (its live records were already copied
+    /// forward and synced): finish removing it. A listed segment that is gone is
+    /// `Corrupt`, or in tolerant mode reported. Returns the segments to open.
+    fn check_manifest(
+        &self,
+        m: &Manifest,
+        segs: Vec<u64>,
+        tolerant: bool,
+        report: &mut OpenReport,
+    ) -> Result<Vec<u64>> {
+        let mut kept = Vec::with_capacity(segs.len());
+        for seg in segs {
+            if seg >= m.active || m.sealed.binary_search(&seg).is_ok() {
+                kept.push(seg);
+                continue;
+            }
+            let leftovers = [self.dir.join(segment_name(seg)), self.dir.join(index_name(seg))];
+            for path in leftovers.into_iter().filter(|_| !self.opts.read_only) {
+                match self.fs.remove(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CoreError::io(path, e)),
+                    _ => {}
+                }
+            }
+        }
+        for &seg in m.sealed.iter().chain(std::iter::once(&m.active)) {
+            if kept.binary_search(&seg).is_ok() {
+                continue;
+            }
+            let path = self.dir.join(segment_name(seg));
+            let what = if seg == m.active { "the active segment" } else { "a sealed segment" };
+            let reason = format!("{what} listed in {MANIFEST_FILE} is missing");
+            if !tolerant {
+                return Err(CoreError::corrupt(&path, 0, reason));
+            }
+            report.damaged.push(Damage::new(path, 0, 0, reason));
+        }
+        Ok(kept)
     }
 
     /// Check a sealed segment's header and length against its index (reading only
@@ -1561,7 +1715,8 @@ impl Recovery<'_> {
             None => {
                 let mode =
                     if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
-                let (summary, damaged) = rebuild_index(self.fs, self.dir, seg, mode, self.opts.auth_key.as_ref())?;
+                let (summary, damaged, _) =
+                    rebuild_index(self.fs, self.dir, seg, mode, !self.opts.read_only, self.opts.auth_key.as_ref())?;
                 report.rebuilt_indexes.push(idx_path);
                 report.damaged.extend(damaged);
                 Ok(summary)
@@ -1578,8 +1733,14 @@ impl Recovery<'_> {
         if let CoreError::Corrupt { path, offset, reason } = &err {
             report.damaged.push(Damage::new(path, *offset, 0, reason.clone()));
         }
-        let (summary, damaged) =
-            rebuild_index(self.fs, self.dir, seg, RecoveryMode::TolerateAnyCorruption, self.opts.auth_key.as_ref())?;
+        let (summary, damaged, _) = rebuild_index(
+            self.fs,
+            self.dir,
+            seg,
+            RecoveryMode::TolerateAnyCorruption,
+            !self.opts.read_only,
+            self.opts.auth_key.as_ref(),
+        )?;
         report.rebuilt_indexes.push(self.dir.join(index_name(seg)));
         report.damaged.extend(damaged);
         Ok(summary)
@@ -1594,16 +1755,19 @@ impl Recovery<'_> {
         report: &mut OpenReport,
     ) -> Result<(Writer, u64)> {
         let path = self.dir.join(segment_name(seg));
-        let file = self.fs.open(&path, true).at(&path)?;
+        let read_only = self.opts.read_only;
+        let file = self.fs.open(&path, !read_only).at(&path)?;
         let mut bytes = read_all(&file, &path)?;
         if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
             // Created but never fully written: start it again.
             report.truncated_bytes += bytes.len() as u64;
             report.damaged.push(Damage::new(&path, 0, bytes.len() as u64, "segment header cut short (torn creation)"));
             let header = encode_segment_header(seg, now_us(), key_id(self.opts));
-            file.set_len(0).at(&path)?;
-            file.write_all_at(&header, 0).at(&path)?;
-            file.sync_data().at(&path)?;
+            if !read_only {
+                file.set_len(0).at(&path)?;
+                file.write_all_at(&header, 0).at(&path)?;
+                file.sync_data().at(&path)?;
+            }
             bytes = header.to_vec();
         }
         match decode_segment_header(&bytes) {
@@ -1626,14 +1790,18 @@ impl Recovery<'_> {
         report.damaged.extend(damaged);
         let mut end = bytes.len() as u64;
         if let Some(t) = tail {
-            file.set_len(t.offset).at(&path)?;
+            if !read_only {
+                file.set_len(t.offset).at(&path)?;
+            }
             report.truncated_bytes += t.bytes;
             report.dropped_records += t.records;
             report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             end = t.offset;
         }
         // What was recovered is made durable before anything is appended after it.
-        file.sync_data().at(&path)?;
+        if !read_only {
+            file.sync_data().at(&path)?;
+        }
         let mut next_offset = min_offset.max(seg);
         for r in &records {
             let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };

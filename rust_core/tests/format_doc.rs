@@ -26,13 +26,15 @@ fn bytes(cell: &str) -> Vec<u8> {
 #[test]
 fn every_documented_constant_matches_the_code() {
     let rows = table();
-    assert_eq!(rows.len(), 16, "the table lists every format constant");
+    assert_eq!(rows.len(), 18, "the table lists every format constant");
     for (name, value) in rows {
         let num = || value.parse::<u64>().expect("number");
         match name.as_str() {
             "FORMAT_VERSION" => assert_eq!(num(), u64::from(f::FORMAT_VERSION)),
             "SEGMENT_MAGIC" => assert_eq!(bytes(&value), f::SEGMENT_MAGIC.to_vec()),
             "INDEX_MAGIC" => assert_eq!(bytes(&value), f::INDEX_MAGIC.to_vec()),
+            "MANIFEST_MAGIC" => assert_eq!(bytes(&value), f::MANIFEST_MAGIC.to_vec()),
+            "MANIFEST_HEADER_LEN" => assert_eq!(num(), f::MANIFEST_HEADER_LEN as u64),
             "SEGMENT_HEADER_LEN" => assert_eq!(num(), f::SEGMENT_HEADER_LEN as u64),
             "RECORD_HEADER_LEN" => assert_eq!(num(), f::RECORD_HEADER_LEN as u64),
             "INDEX_HEADER_LEN" => assert_eq!(num(), f::INDEX_HEADER_LEN as u64),

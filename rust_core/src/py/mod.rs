@@ -34,6 +34,42 @@ fn kind(k: i64) -> PyResult<u8> {
     u8::try_from(k).map_err(|_| CoreError::InvalidArgument(format!("record kind must be 1 to 255, got {k}")).into())
 }
 
+/// Calls a Python `progress(done, total)` from a long operation running without the
+/// GIL (taking it for the call), and checks for signals so Ctrl-C stops the operation.
+/// The first exception stops the operation and is raised when it returns.
+struct Progress {
+    callback: Option<Py<PyAny>>,
+    error: Option<PyErr>,
+}
+
+impl Progress {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        Self { callback, error: None }
+    }
+
+    /// Report; `false` (stop) once the callback or a signal handler raised.
+    fn report(&mut self, done: u64, total: u64) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let outcome = Python::attach(|py| {
+            py.check_signals()?;
+            if let Some(cb) = &self.callback {
+                cb.call1(py, (done, total))?;
+            }
+            Ok::<(), PyErr>(())
+        });
+        if let Err(e) = outcome {
+            self.error = Some(e);
+        }
+        self.error.is_none()
+    }
+
+    fn raise(&mut self) -> PyResult<()> {
+        self.error.take().map_or(Ok(()), Err)
+    }
+}
+
 /// An open segment log (see `pyactors.store.SegmentStore`, the public API).
 #[pyclass(name = "SegmentLog", module = "pyactors._core", frozen)]
 struct PySegmentLog {
@@ -44,7 +80,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, auth_key=None))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -55,6 +91,7 @@ impl PySegmentLog {
         compression_level: i32,
         compress_min_bytes: usize,
         tolerant: bool,
+        read_only: bool,
         auth_key: Option<PyBackedBytes>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
@@ -67,6 +104,7 @@ impl PySegmentLog {
             compression_level,
             compress_min_bytes,
             recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
+            read_only,
             // Only the keyed HMAC state is kept (in Rust memory); the bytes object is dropped.
             auth_key: auth_key.map(|k| AuthKey::new(&k)).transpose()?,
         };
@@ -160,9 +198,17 @@ impl PySegmentLog {
         Ok(py.detach(|| self.log.delete_stream(stream))?)
     }
 
-    #[pyo3(signature = (min_dead_ratio=0.5))]
-    fn compact<'py>(&self, py: Python<'py>, min_dead_ratio: f64) -> PyResult<Bound<'py, PyDict>> {
-        let r = py.detach(|| self.log.compact(min_dead_ratio))?;
+    #[pyo3(signature = (min_dead_ratio=0.5, progress=None))]
+    fn compact<'py>(
+        &self,
+        py: Python<'py>,
+        min_dead_ratio: f64,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let mut reporter = Progress::new(progress);
+        let r = py.detach(|| self.log.compact_with(min_dead_ratio, &mut |done, total| reporter.report(done, total)));
+        reporter.raise()?;
+        let r = r?;
         let d = PyDict::new(py);
         d.set_item("segments_removed", r.segments_removed)?;
         d.set_item("records_copied", r.records_copied)?;
@@ -171,8 +217,12 @@ impl PySegmentLog {
         Ok(d)
     }
 
-    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let r = py.detach(|| self.log.verify())?;
+    #[pyo3(signature = (progress=None))]
+    fn verify<'py>(&self, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyDict>> {
+        let mut reporter = Progress::new(progress);
+        let r = py.detach(|| self.log.verify_with(&mut |done, total| reporter.report(done, total)));
+        reporter.raise()?;
+        let r = r?;
         let d = PyDict::new(py);
         d.set_item("segments", r.segments)?;
         d.set_item("records", r.records)?;
