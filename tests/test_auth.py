@@ -219,3 +219,13 @@ def test_a_file_checkpointer_opening_its_own_store_takes_the_key(store_path: Pat
         FileCheckpointer(store_path)
     with FileCheckpointer(store_path, auth_key=KEY, serializer=MsgpackSerializer()) as cp:
         assert wf.compile(checkpointer=cp).get_state("t").state["n"] == 2
+
+
+def test_a_read_only_view_of_a_live_keyed_store_needs_the_key_too(store_path: Path) -> None:
+    with SegmentStore(store_path, auth_key=KEY) as live:
+        live.append("s", b"written by the live writer")
+        with pytest.raises(AuthenticationError):
+            SegmentStore(store_path, read_only=True)
+        with SegmentStore(store_path, read_only=True, auth_key=KEY) as view:
+            assert [r.payload for r in view.read("s")] == [b"written by the live writer"]
+            assert view.verify().ok
