@@ -16,13 +16,16 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "maturin>=1.9,<2"
 
+# The dev build carries the test-only fault layer (`_core.FaultFs`); `maturin build` wheels do not.
+DEV_FEATURES := --features python,fault-injection
+
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked --extras test,lint -q
+	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint -q
 	@touch $@
 
 # The benchmarks' baselines (LangGraph and its savers) are installed only for `make bench`.
 $(BENCHED): $(BUILT)
-	$(VENV)/bin/maturin develop --release --locked --extras test,lint,bench -q
+	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint,bench -q
 	@touch $@
 
 build: $(BUILT) ## Build the native core (release) into .venv
@@ -33,7 +36,7 @@ demo: $(BUILT) ## Run the main job
 test: $(BUILT) lint test-rs test-py ## lint, cargo test, then pytest
 
 test-rs: ## The Rust crate's tests (no Python needed)
-	cargo test --locked -p pyactors-core
+	cargo test --locked -p pyactors-core --features fault-injection
 
 lint: $(BUILT) ## ruff, mypy --strict, stubtest of the native module, clippy, rustfmt
 	$(VENV)/bin/ruff check pyactors tests benches
@@ -43,6 +46,7 @@ lint: $(BUILT) ## ruff, mypy --strict, stubtest of the native module, clippy, ru
 	cargo fmt --all --check
 	cargo clippy --locked --all-targets -- -D warnings
 	cargo clippy --locked --all-targets --features python -- -D warnings
+	cargo clippy --locked --all-targets --features python,fault-injection -- -D warnings
 
 test-py: $(BUILT) ## The Python tests, with line coverage of pyactors/workflow (at least 95%)
 	$(PY) -m pytest -q --cov=pyactors.workflow --cov-report=term:skip-covered --cov-fail-under=95

@@ -32,7 +32,7 @@ import pykka
 from pykka import ActorDeadError, messages
 from pykka._envelope import Envelope
 
-from pyactors.errors import ActorCrashedError, InvalidArgumentError, SerializationError
+from pyactors.errors import ActorCrashedError, InvalidArgumentError, SerializationError, StoreIOError
 from pyactors.store import Kind, SegmentStore
 
 if TYPE_CHECKING:
@@ -348,6 +348,11 @@ class PersistentActor(_Supervised):
         Raises:
             SerializationError: The state cannot be serialized; the previous
                 snapshot stays valid and the actor keeps running.
+            StoreIOError: The snapshot could not be written (disk full, I/O
+                error); the previous snapshot stays valid. A snapshot taken by
+                policy after a message is logged and retried after the next one:
+                the actor keeps running, and the messages it handled stay in the
+                journal until a snapshot covers them.
         """
         state = self.store.serializer.dumps(self.snapshot())
         self.store.append(self.persistence_id, _WATERMARK.pack(self._watermark) + state, Kind.SNAPSHOT)
@@ -437,6 +442,10 @@ class PersistentActor(_Supervised):
             if asked:
                 raise
             logger.exception("%s: snapshot failed; the previous snapshot stays valid", self)
+        except StoreIOError:
+            # Disk full or an I/O error: the message is journaled, so nothing is lost. The
+            # actor keeps running; the next message retries the snapshot.
+            logger.exception("%s: snapshot could not be written; the previous snapshot stays valid", self)
 
     def _stop(self) -> None:
         self._inbox.close()

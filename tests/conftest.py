@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from pyactors.workflow import FileCheckpointer, MemoryCheckpointer
 
 # The helper modules hold assertions too: give them pytest's detailed messages.
-pytest.register_assert_rewrite("_util", "_segfile", "_workflows")
+pytest.register_assert_rewrite("_util", "_segfile", "_workflows", "_faults")
 
 
 @pytest.fixture

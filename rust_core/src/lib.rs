@@ -8,6 +8,8 @@
 pub mod auth;
 pub mod codec;
 pub mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod format;
 pub mod fs;
 pub mod index;

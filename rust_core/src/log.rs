@@ -392,7 +392,13 @@ impl Log {
         let guard = if opts.read_only {
             None
         } else {
+            let created = fs.list(&dir).is_err();
             fs.create_dir_all(&dir).at(&dir)?;
+            if created {
+                // A new store directory is durable only once its parent directory is synced.
+                let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                fs.sync_dir(parent).at(parent)?;
+            }
             Some(fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
                     CoreError::Locked { path: dir.clone() }

@@ -1,13 +1,11 @@
 //! Integration tests of the segment log through its public API, on real files.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pyactors_core::format::{segment_name, SEGMENT_HEADER_LEN};
-use pyactors_core::fs::{FileHandle, FileSystem, Handle, LockGuard, StdFs};
 use pyactors_core::{CoreError, Durability, Log, NewRecord, Options, RecoveryMode};
 
 fn small() -> Options {
@@ -80,104 +78,6 @@ fn latest_follows_the_newest_record_of_each_kind_across_segments() {
     assert_eq!(snap.payload, b"snap 90");
     assert_eq!(log.latest("s", 3).expect("latest"), None);
     assert_eq!(log.latest("nope", 1).expect("latest"), None);
-}
-
-/// The real file system, with two test hooks on segment files (recognised by name,
-/// `.tmp` included): it counts the bytes read from them, and on demand fails their
-/// writes with ENOSPC after writing half the buffer (a short write).
-#[derive(Default)]
-struct FaultFs {
-    seg_bytes_read: Arc<AtomicU64>,
-    fail_writes: Arc<AtomicBool>,
-}
-
-struct FaultHandle {
-    inner: Handle,
-    hooks: Option<(Arc<AtomicU64>, Arc<AtomicBool>)>,
-}
-
-impl FileHandle for FaultHandle {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        let n = self.inner.read_at(buf, offset)?;
-        if let Some((read, _)) = &self.hooks {
-            read.fetch_add(n as u64, Ordering::Relaxed);
-        }
-        Ok(n)
-    }
-    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
-        if self.hooks.as_ref().is_some_and(|(_, fail)| fail.load(Ordering::Relaxed)) {
-            self.inner.write_all_at(&buf[..buf.len() / 2], offset)?;
-            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
-        }
-        self.inner.write_all_at(buf, offset)
-    }
-    fn sync_data(&self) -> io::Result<()> {
-        self.inner.sync_data()
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn size(&self) -> io::Result<u64> {
-        self.inner.size()
-    }
-}
-
-impl FaultFs {
-    fn wrap(&self, path: &Path, h: Handle) -> Handle {
-        let is_seg = path.to_string_lossy().contains(".seg");
-        let hooks = is_seg.then(|| (Arc::clone(&self.seg_bytes_read), Arc::clone(&self.fail_writes)));
-        Arc::new(FaultHandle { inner: h, hooks })
-    }
-}
-
-impl FileSystem for FaultFs {
-    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        StdFs.create_dir_all(dir)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        StdFs.list(dir)
-    }
-    fn create(&self, path: &Path) -> io::Result<Handle> {
-        Ok(self.wrap(path, StdFs.create(path)?))
-    }
-    fn open(&self, path: &Path, write: bool) -> io::Result<Handle> {
-        Ok(self.wrap(path, StdFs.open(path, write)?))
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        StdFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        StdFs.remove(path)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        StdFs.sync_dir(dir)
-    }
-    fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        StdFs.lock(path)
-    }
-}
-
-#[test]
-fn open_reads_only_sealed_headers_and_the_active_segment() {
-    let d = tmp("openscan");
-    {
-        let log = Log::open(d.path(), small()).expect("open");
-        fill(&log, "a", 400);
-    }
-    let segs = segments(d.path());
-    let active_len = std::fs::metadata(segs.last().expect("active")).expect("meta").len();
-    let fs = Arc::new(FaultFs::default());
-    let counter = Arc::clone(&fs.seg_bytes_read);
-    let log = Log::open_with(d.path(), small(), fs).expect("open");
-    let read = counter.load(Ordering::Relaxed);
-    let sealed_headers = (segs.len() as u64 - 1) * SEGMENT_HEADER_LEN as u64;
-    assert_eq!(read, sealed_headers + active_len, "open must not read sealed segment data");
-    // latest() and a read of the last 3 records read only those records.
-    counter.store(0, Ordering::Relaxed);
-    let recs = log.read("a", 397, None).expect("read");
-    assert_eq!(recs.len(), 3);
-    let wanted: u64 = recs.iter().map(|r| 40 + 1 + r.payload.len() as u64).sum();
-    assert!(counter.load(Ordering::Relaxed) <= wanted, "read only what it returns");
 }
 
 #[test]
@@ -419,56 +319,6 @@ fn invalid_arguments_write_nothing() {
         Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }),
         Err(CoreError::InvalidArgument(_))
     ));
-}
-
-#[test]
-fn close_seals_a_large_active_segment_so_the_next_open_scans_almost_nothing() {
-    let d = tmp("sealclose");
-    {
-        let log = Log::open(d.path(), Options::default()).expect("open");
-        for i in 0..20u64 {
-            // Incompressible: a 64 KiB xorshift stream.
-            let mut x = i + 1;
-            let big: Vec<u8> = (0..64 * 1024)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            log.append("a", 2, &big).expect("append");
-        }
-    }
-    let fs = Arc::new(FaultFs::default());
-    let counter = Arc::clone(&fs.seg_bytes_read);
-    let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
-    assert_eq!(log.open_report().segments, 2);
-    assert_eq!(counter.load(Ordering::Relaxed), 2 * SEGMENT_HEADER_LEN as u64);
-    assert_eq!(log.read("a", 0, None).expect("read").len(), 20);
-}
-
-#[test]
-fn a_failed_short_write_loses_nothing_and_the_next_append_continues_the_sequence() {
-    let d = tmp("enospc");
-    let fs = Arc::new(FaultFs::default());
-    let fail = Arc::clone(&fs.fail_writes);
-    let log = Log::open_with(d.path(), Options::default(), fs).expect("open");
-    fill(&log, "a", 3);
-    fail.store(true, Ordering::Relaxed);
-    match log.append("a", 2, &payload(99)) {
-        Err(CoreError::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(28)),
-        other => panic!("expected ENOSPC, got {other:?}"),
-    }
-    assert_eq!(log.read("a", 0, None).expect("still readable").len(), 3);
-    assert!(log.verify().expect("verify").damaged.is_empty(), "the partial write was cut back");
-    fail.store(false, Ordering::Relaxed);
-    assert_eq!(log.append("a", 2, &payload(3)).expect("append").0, 4);
-    drop(log);
-    let log = Log::open(d.path(), Options::default()).expect("reopen");
-    assert_eq!(log.open_report().truncated_bytes, 0);
-    let seqs: Vec<u64> = log.read("a", 0, None).expect("read").iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4]);
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! `py.detach` with the GIL released.
 
 mod errors;
+#[cfg(feature = "fault-injection")]
+mod fault;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,6 +16,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::auth::AuthKey;
 use crate::error::CoreError;
+use crate::fs::{FileSystem, StdFs};
 use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
 use crate::scan::Damage;
 
@@ -70,6 +73,19 @@ impl Progress {
     }
 }
 
+/// The real file system, or (test builds only) the fault layer passed as `_fault`.
+fn file_system(fault: Option<Bound<'_, PyAny>>) -> PyResult<Arc<dyn FileSystem>> {
+    match fault {
+        None => Ok(Arc::new(StdFs)),
+        #[cfg(feature = "fault-injection")]
+        Some(f) => Ok(f.cast::<fault::PyFaultFs>()?.get().file_system()),
+        #[cfg(not(feature = "fault-injection"))]
+        Some(_) => {
+            Err(CoreError::InvalidArgument("_fault needs a build with the fault-injection feature".into()).into())
+        }
+    }
+}
+
 /// An open segment log (see `pyactors.store.SegmentStore`, the public API).
 #[pyclass(name = "SegmentLog", module = "pyactors._core", frozen)]
 struct PySegmentLog {
@@ -80,7 +96,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None, _fault=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -93,6 +109,7 @@ impl PySegmentLog {
         tolerant: bool,
         read_only: bool,
         auth_key: Option<PyBackedBytes>,
+        _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
             return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
@@ -108,7 +125,8 @@ impl PySegmentLog {
             // Only the keyed HMAC state is kept (in Rust memory); the bytes object is dropped.
             auth_key: auth_key.map(|k| AuthKey::new(&k)).transpose()?,
         };
-        let log = py.detach(|| Log::open(&path, opts))?;
+        let fs = file_system(_fault)?;
+        let log = py.detach(|| Log::open_with(&path, opts, fs))?;
         Ok(Self { log: Arc::new(log), path })
     }
 
@@ -316,5 +334,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("KIND_TOMBSTONE", f::KIND_TOMBSTONE)?;
     m.add_class::<PySegmentLog>()?;
     m.add_class::<PyRecordIter>()?;
+    #[cfg(feature = "fault-injection")]
+    m.add_class::<fault::PyFaultFs>()?;
     Ok(())
 }
