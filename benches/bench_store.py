@@ -21,6 +21,8 @@ Comparisons:
 * opening a store holding 1 GB (``--quick``: 128 MB) in sealed segments.
 * restoring the latest 100 KB snapshot of each of 100 streams after open
   (``latest_many``) vs decompressing the same 100 zstd frames with ``zstandard``.
+* auth: a store with an ``auth_key`` (HMAC-SHA256 per record) vs one without,
+  appends (single and batched, ``process``) and reads of 100 B and 1 KB records.
 
 Throughput rows: one sample per round (records / round time); "p99" is the slow
 tail, i.e. the rate at the 99th percentile of the per-record round time. MB/s
@@ -745,11 +747,80 @@ def bench_restore(cfg: Config, tmp: str) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
+AUTH_KEY = b"bench key: 32 bytes, not secret."
+
+
+def _auth_arms(store: SegmentStore, pool: list[bytes]) -> dict[str, Callable[[int], None]]:
+    """The timed operations of the auth section on one store: n appends, n batches, n reads."""
+    batch = [(STREAMS[i % len(STREAMS)], pool[i % len(pool)]) for i in range(BATCH)]
+
+    def append(n: int) -> None:
+        for i in range(n):
+            store.append(STREAMS[i % len(STREAMS)], pool[i % len(pool)])
+
+    def append_many(n: int) -> None:
+        for _ in range(n):
+            store.append_many(batch)
+
+    def read(n: int) -> None:
+        for _ in range(n):
+            for _record in store.read("read"):
+                pass
+
+    return {"append": append, "append_many": append_many, "read": read}
+
+
+def bench_auth(cfg: Config, tmp: str) -> None:
+    print("\n== auth: SegmentStore(auth_key=...) vs no key (process durability) ==")
+    print(
+        f"{'size':<5} {'op':<14} {'runs':>4} | {'keyed rec/s':>11} {'p99':>7} | {'plain rec/s':>11} {'p99':>7} | ratio"
+    )
+    reads = 2000
+    for size_name, nbytes in (("100B", 100), ("1KB", 1024)):
+        pool = payload_pool(nbytes, seed=nbytes + 1)
+        d = tempfile.mkdtemp(prefix=f"auth-{size_name}-", dir=tmp)
+        stores = [SegmentStore(os.path.join(d, "keyed"), auth_key=AUTH_KEY), SegmentStore(os.path.join(d, "plain"))]
+        try:
+            for s in stores:
+                s.append_many([("read", pool[i % len(pool)]) for i in range(reads)])
+            keyed, plain = (_auth_arms(s, pool) for s in stores)
+            for op, unit, start in (("append", 1, 200), ("append_many", BATCH, 10), ("read", reads, 1)):
+                n = min(calibrate(arms[op], unit * nbytes, cfg, start) for arms in (keyed, plain))
+                a, b = Rate(), Rate()
+                alternate([(keyed[op], n), (plain[op], n)], cfg.rounds, [a, b], unit)
+                _auth_row(size_name, op, a, b)
+        finally:
+            for s in stores:
+                s.close()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def _auth_row(size: str, op: str, a: Rate, b: Rate) -> None:
+    ratio = a.median / b.median
+    print(
+        f"{size:<5} {op:<14} {a.runs:>4} | {fmt_rate(a.median):>11} {fmt_rate(a.p99):>7} | "
+        f"{fmt_rate(b.median):>11} {fmt_rate(b.p99):>7} | {ratio:.2f}x",
+        flush=True,
+    )
+    RESULTS.append(
+        {
+            "bench": "auth",
+            "size": size,
+            "op": op,
+            "runs": a.runs,
+            "keyed": {"median_rec_s": a.median, "p99_rec_s": a.p99},
+            "plain": {"median_rec_s": b.median, "p99_rec_s": b.p99},
+            "ratio": ratio,
+        }
+    )
+
+
 SECTIONS: dict[str, Callable[[Config, str], None]] = {
     "appends": bench_appends,
     "threads": bench_threads,
     "open": bench_open,
     "restore": bench_restore,
+    "auth": bench_auth,
 }
 
 

@@ -9,6 +9,7 @@ from pyactors._core import __version__
 from pyactors.actor import PersistentActor, RecoveredActor, recover
 from pyactors.errors import (
     ActorCrashedError,
+    AuthenticationError,
     CheckpointCorruptError,
     CheckpointNotFoundError,
     CorruptSegmentError,
@@ -51,6 +52,7 @@ from pyactors.workflow import (
 __all__ = [
     "END",
     "ActorCrashedError",
+    "AuthenticationError",
     "CheckpointCorruptError",
     "CheckpointNotFoundError",
     "CompactReport",

@@ -49,6 +49,7 @@ class SegmentLog:
         compress_min_bytes: int = 256,
         tolerant: bool = False,
         read_only: bool = False,
+        auth_key: bytes | None = None,
         _fault: FaultFs | None = None,
     ) -> SegmentLog: ...
     @property

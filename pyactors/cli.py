@@ -127,6 +127,11 @@ def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParse
             default="auto",
             help="a progress bar on stderr (auto: on a terminal, for stores of 64 MiB or more)",
         )
+        p.add_argument(
+            "--auth-key-file",
+            metavar="FILE",
+            help="the store's auth_key: every byte of FILE (a key is never taken on the command line)",
+        )
         if name == "compact":
             p.add_argument(
                 "--min-dead-ratio",
@@ -160,9 +165,16 @@ def _run_on_store(
 
     if not os.path.isdir(args.store):
         return _error(command, f"{args.store}: no such store directory")
+    key = None
+    if args.auth_key_file is not None:
+        try:
+            with open(args.auth_key_file, "rb") as f:
+                key = f.read()
+        except OSError as exc:
+            return _error(command, f"cannot read the auth key: {exc}")
     bar = _ProgressBar(args.progress, command)
     try:
-        with SegmentStore(args.store, read_only=read_only) as store:
+        with SegmentStore(args.store, read_only=read_only, auth_key=key) as store:
             result = work(store, bar)
     except PyActorsError as exc:
         sys.stderr.write(f"pyactors {command}: {type(exc).__name__}: {exc}\n")

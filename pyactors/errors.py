@@ -12,6 +12,7 @@ import pykka
 
 __all__ = [
     "ActorCrashedError",
+    "AuthenticationError",
     "CheckpointCorruptError",
     "CheckpointNotFoundError",
     "CorruptSegmentError",
@@ -82,6 +83,27 @@ class CorruptSegmentError(StoreError):
 
     def __str__(self) -> str:
         return f"{self.path}: corrupt at byte offset {self.offset}: {self.reason}"
+
+
+class AuthenticationError(CorruptSegmentError):
+    """Intact bytes of a store opened with (or without) an ``auth_key`` fail authentication.
+
+    Raised when a record's HMAC does not check out (it was altered, or written with
+    another key), when a keyed store meets a record or segment without a MAC, and when
+    a segment's key id does not match: an authenticated store opened without its key,
+    an unauthenticated one opened with a key, or a segment written with another key.
+    Its checksum matched, so this is tampering (or the wrong key), never a torn write:
+    open does not truncate it away. A `CorruptSegmentError`, so handlers of damage
+    catch it too.
+
+    Attributes:
+        path: The file.
+        offset: Byte offset of the record (or of the segment header's key id).
+        reason: What failed.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.path}: authentication failed at byte offset {self.offset}: {self.reason}"
 
 
 class FormatVersionError(StoreError):

@@ -98,12 +98,16 @@ class Damage(NamedTuple):
         offset: Where the damage starts, in bytes from the start of the file.
         length: How many bytes were skipped or truncated.
         reason: What is wrong.
+        tampered: True when the bytes are intact (their checksum matches) but fail
+            authentication in a store opened with an ``auth_key``: tampering or
+            another key, not accidental damage.
     """
 
     path: str
     offset: int
     length: int
     reason: str
+    tampered: bool = False
 
 
 class OpenReport(NamedTuple):
@@ -194,7 +198,7 @@ class CompactReport(NamedTuple):
     bytes_after: int
 
 
-def _damage(items: Iterable[tuple[str, int, int, str]]) -> tuple[Damage, ...]:
+def _damage(items: Iterable[tuple[str, int, int, str, bool]]) -> tuple[Damage, ...]:
     return tuple(Damage(*item) for item in items)
 
 
@@ -231,11 +235,25 @@ class SegmentStore:
             open again for a fresh view.
         serializer: The serializer the layers above use for this store
             (default: pickle protocol 5). The store itself stores bytes.
+        auth_key: A secret of at least 16 bytes: every record written gets an
+            HMAC-SHA256 tag over its header fields and stored payload, and every
+            record read (and every segment header) must check out with this key,
+            or `AuthenticationError` is raised. A store is keyed or not for its
+            whole life: a keyed store refuses to open without its key, and an
+            unkeyed one refuses to open with a key. The key is kept in Rust memory
+            only, never logged nor readable from the store; key rotation is not
+            supported (copy the records into a new store). The safe configuration
+            for bytes that may come from an untrusted source is `MsgpackSerializer`
+            plus a key: pickle must never read untrusted segments, since unpickling
+            runs code. See docs/RELIABILITY.md, "Untrusted data".
 
     Raises:
         StoreLockedError: Another process has the store open.
         CorruptSegmentError: Damage outside the active segment's tail (strict mode).
         FormatVersionError: A file was written by an unknown format version.
+        AuthenticationError: A segment's key id does not match `auth_key`, or a
+            record of the active segment fails authentication (strict mode).
+        InvalidArgumentError: An option is out of range (`auth_key` shorter than 16 bytes).
         StoreIOError: The operating system refused an operation.
     """
 
@@ -251,6 +269,7 @@ class SegmentStore:
         tolerant: bool = False,
         read_only: bool = False,
         serializer: Serializer | None = None,
+        auth_key: bytes | None = None,
     ) -> None:
         self._log = _core.SegmentLog(
             os.fspath(path),
@@ -261,6 +280,7 @@ class SegmentStore:
             compress_min_bytes=compress_min_bytes,
             tolerant=tolerant,
             read_only=read_only,
+            auth_key=auth_key,
         )
         self.serializer: Serializer = serializer or PickleSerializer()
         report = self._log.open_report()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from typing import TYPE_CHECKING, Any
 
-from _segfile import segment_files
+from _segfile import crc32c, frames, segment_files
 
 from pyactors import Kind, SegmentStore
 
@@ -87,6 +87,27 @@ def test_inspect_and_verify_read_a_store_in_use_and_compact_refuses_it(tmp_path:
     assert verified.returncode == 0 and json.loads(verified.stdout)["records"] == 1
     assert compacted.returncode == 1
     assert "StoreLockedError" in compacted.stderr
+
+
+def test_tools_open_a_keyed_store_with_auth_key_file_and_verify_reports_tampering(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"sixteen-byte-key and then some")
+    with SegmentStore(tmp_path / "s", segment_bytes=4096, auth_key=key_file.read_bytes()) as store:
+        for i in range(60):
+            store.append("a", b"record %d " % i * 10)
+    out = _cli("verify", str(tmp_path / "s"))
+    assert out.returncode == 1
+    assert "AuthenticationError" in out.stderr and "auth_key" in out.stderr
+    assert _cli("verify", str(tmp_path / "s"), "--auth-key-file", str(key_file)).returncode == 0
+    sealed = segment_files(tmp_path / "s")[0]
+    data = bytearray(sealed.read_bytes())
+    frame = frames(bytes(data))[1]
+    data[frame.payload_pos] ^= 1
+    data[frame.pos : frame.pos + 4] = crc32c(bytes(data[frame.pos + 4 : frame.end])).to_bytes(4, "little")
+    sealed.write_bytes(bytes(data))
+    out = _cli("verify", str(tmp_path / "s"), "--auth-key-file", str(key_file), "--json")
+    assert out.returncode == 1
+    assert [(d["path"], d["offset"]) for d in json.loads(out.stdout)["damaged"]] == [(str(sealed), frame.pos)]
 
 
 def test_progress_bar_is_drawn_on_stderr_when_asked_and_never_pollutes_stdout(tmp_path: Path) -> None:

@@ -6,12 +6,14 @@ One test per `CoreError` variant, each provoked through real behaviour.
 from __future__ import annotations
 
 import errno
+import pickle
 from typing import TYPE_CHECKING
 
 import pytest
 
 from pyactors import Kind, SegmentStore, _core
 from pyactors.errors import (
+    AuthenticationError,
     CorruptSegmentError,
     FormatVersionError,
     InvalidArgumentError,
@@ -58,6 +60,21 @@ def test_corrupt_maps_to_corrupt_segment_error_with_path_and_offset(tmp_path: Pa
     assert info.value.reason
 
 
+def test_authentication_maps_to_authentication_error_with_path_and_offset(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    key = b"k" * 16
+    with SegmentStore(path, auth_key=key) as store:
+        store.append("a", b"payload")
+    seg = path / "00000000000000000000.seg"
+    with pytest.raises(AuthenticationError) as info:
+        SegmentStore(path, auth_key=b"x" * 16)
+    assert (info.value.path, info.value.offset) == (str(seg), 12)  # the key id in the segment header
+    assert "another auth_key" in info.value.reason
+    assert isinstance(info.value, CorruptSegmentError)
+    again = pickle.loads(pickle.dumps(info.value))
+    assert (type(again), again.path, again.offset, str(again)) == (AuthenticationError, str(seg), 12, str(info.value))
+
+
 def test_format_version_maps_to_format_version_error(tmp_path: Path) -> None:
     path = tmp_path / "s"
     SegmentStore(path).close()
@@ -102,7 +119,14 @@ def test_closed_maps_to_store_closed_error(tmp_path: Path) -> None:
 
 
 def test_every_store_error_is_a_pyactors_error() -> None:
-    for cls in (StoreIOError, StoreLockedError, CorruptSegmentError, FormatVersionError, StoreClosedError):
+    for cls in (
+        StoreIOError,
+        StoreLockedError,
+        CorruptSegmentError,
+        AuthenticationError,
+        FormatVersionError,
+        StoreClosedError,
+    ):
         assert issubclass(cls, StoreError)
         assert issubclass(cls, PyActorsError)
     assert issubclass(InvalidArgumentError, PyActorsError)

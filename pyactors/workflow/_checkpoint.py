@@ -24,6 +24,7 @@ import uuid
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from pyactors.errors import (
+    AuthenticationError,
     CheckpointCorruptError,
     CheckpointNotFoundError,
     CorruptSegmentError,
@@ -244,6 +245,8 @@ class Checkpointer:
         store_damage = None
         try:
             records = self._records(thread_id)
+        except AuthenticationError:
+            raise  # tampering (or the wrong key) is not damage to resume around
         except CorruptSegmentError as exc:
             # The store keeps the records before the damage readable: read them one by one.
             records = self._records_before_damage(thread_id)
@@ -449,6 +452,9 @@ class FileCheckpointer(Checkpointer):
         durability: The store's durability policy when it opens it.
         serializer: How checkpoints become bytes (default: the store's, pickle).
         store: An already open store to use instead of opening `path`.
+        auth_key: The `auth_key` of the store it opens at `path` (see `SegmentStore`):
+            every checkpoint is then authenticated, and a tampered one raises
+            `AuthenticationError` instead of being resumed around.
     """
 
     def __init__(
@@ -458,12 +464,13 @@ class FileCheckpointer(Checkpointer):
         durability: Durability = "process",
         serializer: Serializer | None = None,
         store: SegmentStore | None = None,
+        auth_key: bytes | None = None,
     ) -> None:
         if store is None:
             if path is None:
                 msg = "FileCheckpointer needs a path or a store"
                 raise InvalidArgumentError(msg)
-            store = SegmentStore(path, durability=durability, serializer=serializer)
+            store = SegmentStore(path, durability=durability, serializer=serializer, auth_key=auth_key)
             self._owns_store = True
         else:
             self._owns_store = False

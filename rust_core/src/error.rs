@@ -32,6 +32,18 @@ pub enum CoreError {
         /// What is wrong.
         reason: String,
     },
+    /// Bytes that are intact (their CRC matches) fail authentication: a record's MAC does
+    /// not check out, a record lacks one in a keyed store, or a segment was written with
+    /// another key (or with a key when none was given, or without one when one was).
+    #[error("{}: authentication failed at byte offset {offset}: {reason}", path.display())]
+    Authentication {
+        /// The file.
+        path: PathBuf,
+        /// Where the record (or the segment header's key id) is.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
     /// A file was written by a format version this build does not read.
     #[error("{}: format version {found} is not supported (this build reads {supported})", path.display())]
     FormatVersion {
@@ -62,6 +74,11 @@ impl CoreError {
     /// A corruption error at `offset` of `path`.
     pub fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
         CoreError::Corrupt { path: path.into(), offset, reason: reason.into() }
+    }
+
+    /// An authentication error at `offset` of `path`.
+    pub fn authentication(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Self {
+        CoreError::Authentication { path: path.into(), offset, reason: reason.into() }
     }
 }
 

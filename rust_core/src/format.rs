@@ -20,6 +20,12 @@ pub const MAX_STREAM_LEN: usize = 255;
 pub const MAX_PAYLOAD: usize = 1 << 30;
 /// Record flag: the payload is a zstd frame.
 pub const FLAG_ZSTD: u8 = 0x01;
+/// Record flag: a `MAC_LEN`-byte HMAC-SHA256 tag follows the payload (keyed stores).
+pub const FLAG_MAC: u8 = 0x02;
+/// Bytes of a record's HMAC-SHA256 tag.
+pub const MAC_LEN: usize = 32;
+/// Shortest authentication key accepted, in bytes.
+pub const MIN_KEY_LEN: usize = 16;
 /// Record kind of tombstones (written by prune/delete_stream, never by users).
 pub const KIND_TOMBSTONE: u8 = 4;
 /// Tombstone target meaning "every kind" (delete_stream).
@@ -60,14 +66,21 @@ pub fn parse_name(name: &str, suffix: &str) -> Option<u64> {
 }
 
 // Format: segment header, SEGMENT_HEADER_LEN = 32 bytes
-// { magic [8] | version u32 | reserved u32 (0) | base_offset u64 | created_us i64 }
-// No CRC: every field is checked (magic, version, base against the file name).
+// { magic [8] | version u32 | key_id u32 | base_offset u64 | created_us i64 }
+// key_id: 0 = written without a key; otherwise the id of the key (`AuthKey::id`) whose
+// tags every record of the segment carries.
+// No CRC: every field is checked (magic, version, key id against the store's key,
+// base against the file name).
+
+/// Offset of the key id in the segment header.
+pub const KEY_ID_AT: u64 = 12;
 
 /// Encode a segment header.
-pub fn encode_segment_header(base: u64, created_us: i64) -> [u8; SEGMENT_HEADER_LEN] {
+pub fn encode_segment_header(base: u64, created_us: i64, key_id: u32) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[..8].copy_from_slice(SEGMENT_MAGIC);
     h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&key_id.to_le_bytes());
     h[16..24].copy_from_slice(&base.to_le_bytes());
     h[24..32].copy_from_slice(&created_us.to_le_bytes());
     h
@@ -82,8 +95,8 @@ pub enum HeaderError {
     Version(u32),
 }
 
-/// Decode a segment header and return its base offset.
-pub fn decode_segment_header(h: &[u8]) -> Result<u64, HeaderError> {
+/// Decode a segment header and return its base offset and key id.
+pub fn decode_segment_header(h: &[u8]) -> Result<(u64, u32), HeaderError> {
     if h.len() < SEGMENT_HEADER_LEN {
         return Err(HeaderError::Invalid(format!("segment header is {} bytes", h.len())));
     }
@@ -94,7 +107,7 @@ pub fn decode_segment_header(h: &[u8]) -> Result<u64, HeaderError> {
     if version != FORMAT_VERSION {
         return Err(HeaderError::Version(version));
     }
-    Ok(u64_at(h, 16))
+    Ok((u64_at(h, 16), u32_at(h, 12)))
 }
 
 // Format: manifest, MANIFEST_FILE, rewritten atomically (tmp, fsync, rename, directory
@@ -420,8 +433,8 @@ mod tests {
 
     #[test]
     fn segment_header_round_trip_and_version_check() {
-        let h = encode_segment_header(77, 5);
-        assert_eq!(decode_segment_header(&h), Ok(77));
+        let h = encode_segment_header(77, 5, 0xabcd);
+        assert_eq!(decode_segment_header(&h), Ok((77, 0xabcd)));
         let mut future = h;
         future[8] = 9;
         assert_eq!(decode_segment_header(&future), Err(HeaderError::Version(9)));

@@ -5,6 +5,7 @@
 //! `cargo test` needs no Python. The on-disk format is described in `docs/FORMAT.md`
 //! and in `// Format:` comments next to the code that writes it.
 
+pub mod auth;
 pub mod codec;
 pub mod error;
 #[cfg(feature = "fault-injection")]
@@ -19,6 +20,7 @@ pub mod scan;
 #[cfg(feature = "python")]
 mod py;
 
+pub use auth::AuthKey;
 pub use error::{CoreError, Result};
 pub use log::{
     CompactReport, Durability, Log, NewRecord, OpenReport, Options, Record, RecoveryMode, Stats, VerifyReport,

@@ -13,13 +13,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::auth::AuthKey;
 use crate::codec;
 use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
     decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
     encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
-    IndexSummary, Manifest, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KIND_TOMBSTONE, LOCK_FILE,
-    MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
+    IndexSummary, Manifest, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE,
+    LOCK_FILE, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
     TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
@@ -92,6 +93,9 @@ pub struct Options {
     /// Open without the writer lock and write nothing, not even repairs: a view of
     /// the store as of open, which works beside a live writer. Writing calls fail.
     pub read_only: bool,
+    /// With a key, every record written gets an HMAC-SHA256 tag and every record read
+    /// must carry a valid one (see `auth`).
+    pub auth_key: Option<AuthKey>,
 }
 
 impl Default for Options {
@@ -104,6 +108,7 @@ impl Default for Options {
             compress_min_bytes: 256,
             recovery: RecoveryMode::TolerateTailCorruption,
             read_only: false,
+            auth_key: None,
         }
     }
 }
@@ -316,6 +321,29 @@ fn header_error(path: &Path, e: HeaderError) -> CoreError {
             CoreError::FormatVersion { path: path.to_owned(), found, supported: FORMAT_VERSION }
         }
         HeaderError::Invalid(reason) => CoreError::corrupt(path, 0, reason),
+    }
+}
+
+/// A segment header's key id must be the one of the key the store was opened with (0
+/// for none), in every recovery mode: a keyed store accepts no unauthenticated segment,
+/// and a store opened without its key does not read past the MACs.
+fn check_key_id(path: &Path, found: u32, key: Option<&AuthKey>) -> Result<()> {
+    let ours = key.map_or(0, AuthKey::id);
+    let reason = match (found, ours) {
+        _ if found == ours => return Ok(()),
+        (_, 0) => "the segment is authenticated (written with a key): open the store with its auth_key",
+        (0, _) => "the segment is not authenticated (written without a key) but an auth_key was given",
+        _ => "the segment was written with another auth_key",
+    };
+    Err(CoreError::authentication(path, KEY_ID_AT, reason))
+}
+
+/// The error for damage found where none may be: tampering is an authentication error.
+fn damage_error(d: &Damage, describe: impl Fn(&str) -> String) -> CoreError {
+    if d.tampered {
+        CoreError::authentication(&d.path, d.offset, d.reason.clone())
+    } else {
+        CoreError::corrupt(&d.path, d.offset, describe(&d.reason))
     }
 }
 
@@ -780,7 +808,7 @@ impl Inner {
                     raw_len: r.raw_len,
                 };
                 let pos = w.pos + w.buf.len() as u64;
-                let len = record::encode(&mut w.buf, &header, &r.stream, &r.stored);
+                let len = record::encode(&mut w.buf, &header, &r.stream, &r.stored, self.opts.auth_key.as_ref());
                 entries.push(Entry { seq, pos, len: len as u32, kind: r.kind });
                 assigned.push((seq, ts));
             }
@@ -886,7 +914,7 @@ impl Inner {
     }
 
     fn create_segment(&self, base: u64) -> Result<Handle> {
-        create_segment(self.fs.as_ref(), &self.dir, base)
+        create_segment(self.fs.as_ref(), &self.dir, base, key_id(&self.opts))
     }
 
     fn write_file_atomically(&self, path: &Path, bytes: &[u8]) -> Result<()> {
@@ -1036,7 +1064,7 @@ impl Inner {
             for at in &ats[i..j] {
                 let from = (at.loc.entry.pos - start) as usize;
                 let frame = &buf[from..from + at.loc.entry.len as usize];
-                match decode_record(&path, stream, at.loc, frame) {
+                match decode_record(&path, stream, at.loc, frame, self.opts.auth_key.as_ref()) {
                     Ok(r) => out.push(r),
                     Err(e) => return (out, Some(e)),
                 }
@@ -1067,7 +1095,14 @@ impl Inner {
         }
         let (summary, _, rebuilt) = {
             let _one_at_a_time = lock(&self.rebuilding);
-            rebuild_index(self.fs.as_ref(), &self.dir, seg, RecoveryMode::TolerateTailCorruption, !self.opts.read_only)?
+            rebuild_index(
+                self.fs.as_ref(),
+                &self.dir,
+                seg,
+                RecoveryMode::TolerateTailCorruption,
+                !self.opts.read_only,
+                self.opts.auth_key.as_ref(),
+            )?
         };
         let entries = match summary.streams.iter().find(|s| s.stream == stream) {
             None => Vec::new(),
@@ -1196,8 +1231,11 @@ impl Inner {
             for (stream, e) in &live {
                 let mut buf = vec![0u8; e.len as usize];
                 h.read_exact_at(&mut buf, e.pos).at(&path)?;
-                let f = record::decode(&buf)
-                    .map_err(|_| CoreError::corrupt(&path, e.pos, "damaged record met by compaction"))?;
+                // A record that fails authentication is never copied (and so re-MACed).
+                let f = record::decode(&buf, self.opts.auth_key.as_ref()).map_err(|err| match err {
+                    record::DecodeError::Unauthenticated(why) => CoreError::authentication(&path, e.pos, why),
+                    _ => CoreError::corrupt(&path, e.pos, "damaged record met by compaction"),
+                })?;
                 copies.push(Prepared {
                     stream: stream.clone(),
                     kind: f.header.kind,
@@ -1280,16 +1318,20 @@ impl Inner {
             }
             report.segments += 1;
             report.bytes += bytes.len() as u64;
-            if let Err(e) = decode_segment_header(&bytes) {
-                report.damaged.push(Damage {
-                    path: path.clone(),
-                    offset: 0,
-                    length: SEGMENT_HEADER_LEN as u64,
-                    reason: format!("{e:?}"),
-                });
-                continue;
+            match decode_segment_header(&bytes) {
+                Err(e) => {
+                    report.damaged.push(Damage::new(&path, 0, SEGMENT_HEADER_LEN as u64, format!("{e:?}")));
+                    continue;
+                }
+                Ok((_, key_id)) => {
+                    if let Err(CoreError::Authentication { offset, reason, .. }) =
+                        check_key_id(&path, key_id, self.opts.auth_key.as_ref())
+                    {
+                        report.damaged.push(Damage { tampered: true, ..Damage::new(&path, offset, 4, reason) });
+                    }
+                }
             }
-            let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
+            let Scan { records, damaged, tail } = scan(&bytes, &path, seg, self.opts.auth_key.as_ref());
             report.records += records.len() as u64;
             report.damaged.extend(damaged);
             let idx = read(&self.index);
@@ -1312,7 +1354,7 @@ impl Inner {
             }
             drop(idx);
             if let Some(t) = tail {
-                report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+                report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             }
             if end.is_none() {
                 if let Err(d) = check_index_file(self.fs.as_ref(), &self.dir, seg, bytes.len() as u64) {
@@ -1329,13 +1371,11 @@ impl Inner {
 }
 
 /// Decode the frame of the record at `loc` (of `stream`) and decompress its payload.
-fn decode_record(path: &Path, stream: &str, loc: Loc, frame: &[u8]) -> Result<Record> {
-    let f = record::decode(frame).map_err(|e| {
-        let why = match e {
-            record::DecodeError::Truncated { .. } => "record cut short".to_string(),
-            record::DecodeError::Invalid(r) => r,
-        };
-        CoreError::corrupt(path, loc.entry.pos, why)
+fn decode_record(path: &Path, stream: &str, loc: Loc, frame: &[u8], key: Option<&AuthKey>) -> Result<Record> {
+    let f = record::decode(frame, key).map_err(|e| match e {
+        record::DecodeError::Truncated { .. } => CoreError::corrupt(path, loc.entry.pos, "record cut short"),
+        record::DecodeError::Invalid(r) => CoreError::corrupt(path, loc.entry.pos, r),
+        record::DecodeError::Unauthenticated(r) => CoreError::authentication(path, loc.entry.pos, r),
     })?;
     if f.stream != stream || f.header.seq != loc.entry.seq || f.header.kind != loc.entry.kind {
         return Err(CoreError::corrupt(path, loc.entry.pos, "index points at a different record"));
@@ -1359,12 +1399,17 @@ fn dead_ratio(live: u64, total: u64) -> f64 {
     }
 }
 
-fn create_segment(fs: &dyn FileSystem, dir: &Path, base: u64) -> Result<Handle> {
+/// The key id segment headers carry (0: no key).
+fn key_id(opts: &Options) -> u32 {
+    opts.auth_key.as_ref().map_or(0, AuthKey::id)
+}
+
+fn create_segment(fs: &dyn FileSystem, dir: &Path, base: u64, key_id: u32) -> Result<Handle> {
     let path = dir.join(segment_name(base));
     let tmp = dir.join(format!("{}.tmp", segment_name(base)));
     let _ = fs.remove(&tmp);
     let h = fs.create(&tmp).at(&tmp)?;
-    h.write_all_at(&encode_segment_header(base, now_us()), 0).at(&tmp)?;
+    h.write_all_at(&encode_segment_header(base, now_us(), key_id), 0).at(&tmp)?;
     h.sync_data().at(&tmp)?;
     fs.rename(&tmp, &path).at(&path)?;
     fs.sync_dir(dir).at(dir)?;
@@ -1384,7 +1429,7 @@ fn write_file_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[
 /// Check an index file against its segment; `Err` describes the damage.
 fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> std::result::Result<(), Damage> {
     let path = dir.join(index_name(seg));
-    let damage = |offset: u64, reason: String| Damage { path: path.clone(), offset, length: 0, reason };
+    let damage = |offset: u64, reason: String| Damage::new(&path, offset, 0, reason);
     let bytes =
         fs.open(&path, false).and_then(|h| read_all_io(&h)).map_err(|e| damage(0, format!("cannot read: {e}")))?;
     let summary = parse_index(&bytes, seg).map_err(|(off, why)| damage(off, why))?;
@@ -1440,37 +1485,33 @@ fn rebuild_index(
     seg: u64,
     mode: RecoveryMode,
     persist: bool,
+    key: Option<&AuthKey>,
 ) -> Result<(IndexSummary, Vec<Damage>, Vec<u8>)> {
     let path = dir.join(segment_name(seg));
     let h = fs.open(&path, false).at(&path)?;
     let bytes = read_all(&h, &path)?;
     let mut damaged = Vec::new();
     match decode_segment_header(&bytes) {
-        Ok(base) if base == seg => {}
+        Ok((base, key_id)) if base == seg => check_key_id(&path, key_id, key)?,
         Err(HeaderError::Version(found)) => {
             return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION })
         }
         // Tolerant: a damaged header is reported and the records after it still count.
         Ok(_) | Err(HeaderError::Invalid(_)) if mode == RecoveryMode::TolerateAnyCorruption => {
-            damaged.push(Damage {
-                path: path.clone(),
-                offset: 0,
-                length: SEGMENT_HEADER_LEN as u64,
-                reason: "bad segment header".into(),
-            });
+            damaged.push(Damage::new(&path, 0, SEGMENT_HEADER_LEN as u64, "bad segment header"));
         }
-        Ok(base) => {
+        Ok((base, _)) => {
             return Err(CoreError::corrupt(&path, 16, format!("header says base offset {base}, file name says {seg}")))
         }
         Err(e) => return Err(header_error(&path, e)),
     }
-    let Scan { records, damaged: found, tail } = scan(&bytes, &path, seg);
+    let Scan { records, damaged: found, tail } = scan(&bytes, &path, seg, key);
     damaged.extend(found);
     if let Some(t) = tail {
-        damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+        damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
     }
     if let (Some(d), RecoveryMode::TolerateTailCorruption) = (damaged.first(), mode) {
-        return Err(CoreError::corrupt(&d.path, d.offset, format!("sealed segment: {}", d.reason)));
+        return Err(damage_error(d, |why| format!("sealed segment: {why}")));
     }
     let mut streams: HashMap<String, StreamIdx> = HashMap::new();
     for r in &records {
@@ -1556,7 +1597,7 @@ impl Recovery<'_> {
                 )))
             }
             None => Writer {
-                file: create_segment(self.fs, self.dir, next_offset)?,
+                file: create_segment(self.fs, self.dir, next_offset, key_id(self.opts))?,
                 base: next_offset,
                 pos: SEGMENT_HEADER_LEN as u64,
                 next_offset,
@@ -1632,7 +1673,7 @@ impl Recovery<'_> {
             if !tolerant {
                 return Err(CoreError::corrupt(&path, 0, reason));
             }
-            report.damaged.push(Damage { path, offset: 0, length: 0, reason });
+            report.damaged.push(Damage::new(path, 0, 0, reason));
         }
         Ok(kept)
     }
@@ -1649,8 +1690,8 @@ impl Recovery<'_> {
             Err(HeaderError::Version(found)) => {
                 return Err(CoreError::FormatVersion { path, found, supported: FORMAT_VERSION });
             }
-            Ok(base) if head_ok && base == seg => {}
-            Ok(base) if head_ok => {
+            Ok((base, key_id)) if head_ok && base == seg => check_key_id(&path, key_id, self.opts.auth_key.as_ref())?,
+            Ok((base, _)) if head_ok => {
                 let why = format!("header says base offset {base}, file name says {seg}");
                 return self.sealed_damage(seg, tolerant, report, CoreError::corrupt(&path, 16, why));
             }
@@ -1683,7 +1724,8 @@ impl Recovery<'_> {
             None => {
                 let mode =
                     if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption };
-                let (summary, damaged, _) = rebuild_index(self.fs, self.dir, seg, mode, !self.opts.read_only)?;
+                let (summary, damaged, _) =
+                    rebuild_index(self.fs, self.dir, seg, mode, !self.opts.read_only, self.opts.auth_key.as_ref())?;
                 report.rebuilt_indexes.push(idx_path);
                 report.damaged.extend(damaged);
                 Ok(summary)
@@ -1698,10 +1740,16 @@ impl Recovery<'_> {
             return Err(err);
         }
         if let CoreError::Corrupt { path, offset, reason } = &err {
-            report.damaged.push(Damage { path: path.clone(), offset: *offset, length: 0, reason: reason.clone() });
+            report.damaged.push(Damage::new(path, *offset, 0, reason.clone()));
         }
-        let (summary, damaged, _) =
-            rebuild_index(self.fs, self.dir, seg, RecoveryMode::TolerateAnyCorruption, !self.opts.read_only)?;
+        let (summary, damaged, _) = rebuild_index(
+            self.fs,
+            self.dir,
+            seg,
+            RecoveryMode::TolerateAnyCorruption,
+            !self.opts.read_only,
+            self.opts.auth_key.as_ref(),
+        )?;
         report.rebuilt_indexes.push(self.dir.join(index_name(seg)));
         report.damaged.extend(damaged);
         Ok(summary)
@@ -1722,22 +1770,18 @@ impl Recovery<'_> {
         if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
             // Created but never fully written: start it again.
             report.truncated_bytes += bytes.len() as u64;
-            report.damaged.push(Damage {
-                path: path.clone(),
-                offset: 0,
-                length: bytes.len() as u64,
-                reason: "segment header cut short (torn creation)".into(),
-            });
+            report.damaged.push(Damage::new(&path, 0, bytes.len() as u64, "segment header cut short (torn creation)"));
+            let header = encode_segment_header(seg, now_us(), key_id(self.opts));
             if !read_only {
                 file.set_len(0).at(&path)?;
-                file.write_all_at(&encode_segment_header(seg, now_us()), 0).at(&path)?;
+                file.write_all_at(&header, 0).at(&path)?;
                 file.sync_data().at(&path)?;
             }
-            bytes = encode_segment_header(seg, now_us()).to_vec();
+            bytes = header.to_vec();
         }
         match decode_segment_header(&bytes) {
-            Ok(base) if base == seg => {}
-            Ok(base) => {
+            Ok((base, key_id)) if base == seg => check_key_id(&path, key_id, self.opts.auth_key.as_ref())?,
+            Ok((base, _)) => {
                 return Err(CoreError::corrupt(
                     &path,
                     16,
@@ -1746,14 +1790,10 @@ impl Recovery<'_> {
             }
             Err(e) => return Err(header_error(&path, e)),
         }
-        let Scan { records, damaged, tail } = scan(&bytes, &path, seg);
+        let Scan { records, damaged, tail } = scan(&bytes, &path, seg, self.opts.auth_key.as_ref());
         if let Some(d) = damaged.first() {
             if !tolerant {
-                return Err(CoreError::corrupt(
-                    &path,
-                    d.offset,
-                    format!("{} (valid records follow, so this is not a torn tail)", d.reason),
-                ));
+                return Err(damage_error(d, |why| format!("{why} (valid records follow, so this is not a torn tail)")));
             }
         }
         report.damaged.extend(damaged);
@@ -1764,7 +1804,7 @@ impl Recovery<'_> {
             }
             report.truncated_bytes += t.bytes;
             report.dropped_records += t.records;
-            report.damaged.push(Damage { path: path.clone(), offset: t.offset, length: t.bytes, reason: t.reason });
+            report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             end = t.offset;
         }
         // What was recovered is made durable before anything is appended after it.

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::auth::AuthKey;
 use crate::format::{decode_tombstone, KIND_TOMBSTONE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::record::{announced_len, decode, offset_field, DecodeError, Header};
 
@@ -17,6 +18,16 @@ pub struct Damage {
     pub length: u64,
     /// What is wrong.
     pub reason: String,
+    /// True when the bytes are intact but fail authentication (tampering or the
+    /// wrong key), as opposed to accidental damage.
+    pub tampered: bool,
+}
+
+impl Damage {
+    /// Accidental damage (a bad checksum, a torn write, a bad field).
+    pub fn new(path: impl Into<PathBuf>, offset: u64, length: u64, reason: impl Into<String>) -> Self {
+        Self { path: path.into(), offset, length, reason: reason.into(), tampered: false }
+    }
 }
 
 /// A valid record found by a scan.
@@ -63,20 +74,37 @@ const MIN_FRAME: u64 = RECORD_HEADER_LEN as u64 + 1;
 fn reason(e: &DecodeError) -> String {
     match e {
         DecodeError::Truncated { .. } => "record cut short (torn write)".into(),
-        DecodeError::Invalid(r) => r.clone(),
+        DecodeError::Invalid(r) | DecodeError::Unauthenticated(r) => r.clone(),
     }
 }
 
 /// Scan the records of a segment whose header says `base`. `bytes` is the whole file.
-pub fn scan(bytes: &[u8], path: &Path, base: u64) -> Scan {
+/// With a `key`, every record must carry a valid MAC.
+///
+/// A frame whose CRC matches but whose MAC does not is never part of a torn tail: it
+/// is reported as damage with `tampered` set, exactly its own length, and the scan
+/// goes on after it (the next record may take its global offset or a later one).
+pub fn scan(bytes: &[u8], path: &Path, base: u64, key: Option<&AuthKey>) -> Scan {
     let mut out = Scan::default();
     let end = bytes.len() as u64;
     let mut pos = SEGMENT_HEADER_LEN as u64;
     let mut expected = base;
+    let mut tampered_run = 0u64;
     while pos < end {
         let here = &bytes[pos as usize..];
-        let why = match decode(here) {
-            Ok(f) if f.header.offset == expected => {
+        let decoded = decode(here, key);
+        if let Err(DecodeError::Unauthenticated(why)) = &decoded {
+            let len = announced_len(here).map_or(end - pos, |l| l as u64);
+            out.damaged.push(Damage { tampered: true, ..Damage::new(path, pos, len, why.clone()) });
+            pos += len;
+            tampered_run += 1;
+            continue;
+        }
+        let fits = |offset: u64| (expected..=expected + tampered_run).contains(&offset);
+        let why = match decoded {
+            Ok(f) if fits(f.header.offset) => {
+                expected = f.header.offset;
+                tampered_run = 0;
                 let tombstone = if f.header.kind == KIND_TOMBSTONE { decode_tombstone(f.payload) } else { None };
                 if f.header.kind != KIND_TOMBSTONE || tombstone.is_some() {
                     out.records.push(Found {
@@ -95,9 +123,9 @@ pub fn scan(bytes: &[u8], path: &Path, base: u64) -> Scan {
             Ok(f) => format!("record offset {} where {expected} was expected", f.header.offset),
             Err(e) => reason(&e),
         };
-        match resync(bytes, pos, expected) {
+        match resync(bytes, pos, expected, key) {
             Some((next, offset)) => {
-                out.damaged.push(Damage { path: path.to_owned(), offset: pos, length: next - pos, reason: why });
+                out.damaged.push(Damage::new(path, pos, next - pos, why));
                 pos = next;
                 expected = offset;
             }
@@ -113,7 +141,7 @@ pub fn scan(bytes: &[u8], path: &Path, base: u64) -> Scan {
 /// The position and global offset of the next valid record after damage at `from`. A candidate
 /// must carry a plausible global offset before its CRC is computed, which keeps the
 /// byte-by-byte search cheap.
-fn resync(bytes: &[u8], from: u64, expected: u64) -> Option<(u64, u64)> {
+fn resync(bytes: &[u8], from: u64, expected: u64, key: Option<&AuthKey>) -> Option<(u64, u64)> {
     let end = bytes.len() as u64;
     let mut q = from + 1;
     while q + MIN_FRAME <= end {
@@ -122,7 +150,7 @@ fn resync(bytes: &[u8], from: u64, expected: u64) -> Option<(u64, u64)> {
         let offset = offset_field(cand).unwrap_or(0);
         let plausible =
             (expected..=max_offset).contains(&offset) && announced_len(cand).is_some_and(|l| q + l as u64 <= end);
-        if plausible && decode(cand).is_ok() {
+        if plausible && decode(cand, key).is_ok() {
             return Some((q, offset));
         }
         q += 1;
@@ -151,13 +179,13 @@ mod tests {
     use crate::record::encode;
 
     fn segment(n: u64) -> (Vec<u8>, Vec<u64>) {
-        let mut b = encode_segment_header(100, 0).to_vec();
+        let mut b = encode_segment_header(100, 0, 0).to_vec();
         let mut starts = Vec::new();
         for i in 0..n {
             starts.push(b.len() as u64);
             let payload = vec![i as u8; 50];
             let h = Header { offset: 100 + i, seq: i + 1, timestamp_us: 1, kind: 2, flags: 0, raw_len: 50 };
-            encode(&mut b, &h, "s", &payload);
+            encode(&mut b, &h, "s", &payload, None);
         }
         (b, starts)
     }
@@ -165,7 +193,7 @@ mod tests {
     #[test]
     fn clean_segment_has_no_damage() {
         let (b, _) = segment(5);
-        let s = scan(&b, Path::new("x"), 100);
+        let s = scan(&b, Path::new("x"), 100, None);
         assert_eq!(s.records.len(), 5);
         assert!(s.damaged.is_empty() && s.tail.is_none());
     }
@@ -175,7 +203,7 @@ mod tests {
         let (b, starts) = segment(3);
         let last = starts[2] as usize;
         for cut in last + 1..b.len() {
-            let s = scan(&b[..cut], Path::new("x"), 100);
+            let s = scan(&b[..cut], Path::new("x"), 100, None);
             assert_eq!(s.records.len(), 2, "cut {cut}");
             let tail = s.tail.expect("tail");
             assert_eq!((tail.offset, tail.bytes, tail.records), (last as u64, (cut - last) as u64, 1));
@@ -187,7 +215,7 @@ mod tests {
     fn a_flipped_byte_before_valid_records_is_damage_not_tail() {
         let (mut b, starts) = segment(4);
         b[starts[1] as usize + 45] ^= 0xff;
-        let s = scan(&b, Path::new("x"), 100);
+        let s = scan(&b, Path::new("x"), 100, None);
         assert_eq!(s.records.len(), 3);
         assert!(s.tail.is_none());
         assert_eq!(s.damaged.len(), 1);
@@ -199,7 +227,7 @@ mod tests {
     fn a_flipped_length_field_still_resyncs() {
         let (mut b, starts) = segment(4);
         b[starts[1] as usize + 5] ^= 0x7f;
-        let s = scan(&b, Path::new("x"), 100);
+        let s = scan(&b, Path::new("x"), 100, None);
         assert_eq!(s.records.len(), 3);
         assert_eq!(s.damaged.len(), 1);
         assert_eq!(s.damaged[0].offset, starts[1]);
@@ -208,9 +236,77 @@ mod tests {
     #[test]
     fn a_record_with_the_wrong_offset_is_damage() {
         let (b, _) = segment(2);
-        let s = scan(&b, Path::new("x"), 99);
+        let s = scan(&b, Path::new("x"), 99, None);
         assert_eq!(s.records.len(), 1);
         assert_eq!(s.damaged.len(), 1);
         assert_eq!(s.damaged[0].offset, SEGMENT_HEADER_LEN as u64);
+    }
+
+    fn keyed_segment(n: u64, key: &AuthKey) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut b = encode_segment_header(100, 0, key.id()).to_vec();
+        let mut originals = Vec::new();
+        for i in 0..n {
+            let payload = vec![i as u8; 20 + i as usize];
+            let h = Header {
+                offset: 100 + i,
+                seq: i + 1,
+                timestamp_us: 1,
+                kind: 2,
+                flags: 0,
+                raw_len: payload.len() as u32,
+            };
+            let start = b.len();
+            encode(&mut b, &h, "s", &payload, Some(key));
+            originals.push(b[start..].to_vec());
+        }
+        (b, originals)
+    }
+
+    #[test]
+    fn a_tampered_record_is_damage_of_its_own_length_and_the_next_records_still_count() {
+        let key = AuthKey::new(b"scan test key, sixteen+").expect("key");
+        let (mut b, originals) = keyed_segment(4, &key);
+        let at = SEGMENT_HEADER_LEN + originals[0].len();
+        let len = originals[1].len();
+        b[at + 45] ^= 1;
+        let crc = crc32c::crc32c(&b[at + 4..at + len]);
+        b[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+        let s = scan(&b, Path::new("x"), 100, Some(&key));
+        assert_eq!(s.records.iter().map(|r| r.header.seq).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert!(s.tail.is_none());
+        assert_eq!(s.damaged.len(), 1);
+        assert!(s.damaged[0].tampered);
+        assert_eq!((s.damaged[0].offset, s.damaged[0].length), (at as u64, len as u64));
+    }
+
+    proptest::proptest! {
+        /// Whatever is done to a keyed segment's bytes (a CRC set again or not), a keyed
+        /// scan never panics and accepts only frames byte-identical to ones written.
+        #[test]
+        fn a_keyed_scan_accepts_only_frames_that_were_written(
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), 1u8..=255), 1..6),
+            fix_crc_of in proptest::option::of(0usize..6),
+        ) {
+            let key = AuthKey::new(b"scan test key, sixteen+").expect("key");
+            let (mut b, originals) = keyed_segment(6, &key);
+            let mut starts = vec![SEGMENT_HEADER_LEN];
+            for o in &originals {
+                starts.push(starts[starts.len() - 1] + o.len());
+            }
+            for (at, mask) in &edits {
+                let i = SEGMENT_HEADER_LEN + at.index(b.len() - SEGMENT_HEADER_LEN);
+                b[i] ^= mask;
+            }
+            if let Some(f) = fix_crc_of {
+                let (from, to) = (starts[f], starts[f + 1]);
+                let crc = crc32c::crc32c(&b[from + 4..to]);
+                b[from..from + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+            let s = scan(&b, Path::new("x"), 100, Some(&key));
+            for r in &s.records {
+                let frame = &b[r.pos as usize..(r.pos + u64::from(r.len)) as usize];
+                proptest::prop_assert!(originals.iter().any(|o| o.as_slice() == frame), "accepted a frame never written");
+            }
+        }
     }
 }

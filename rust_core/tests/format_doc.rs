@@ -26,7 +26,7 @@ fn bytes(cell: &str) -> Vec<u8> {
 #[test]
 fn every_documented_constant_matches_the_code() {
     let rows = table();
-    assert_eq!(rows.len(), 14, "the table lists every format constant");
+    assert_eq!(rows.len(), 18, "the table lists every format constant");
     for (name, value) in rows {
         let num = || value.parse::<u64>().expect("number");
         match name.as_str() {
@@ -41,6 +41,10 @@ fn every_documented_constant_matches_the_code() {
             "INDEX_ENTRY_LEN" => assert_eq!(num(), f::INDEX_ENTRY_LEN as u64),
             "MAX_STREAM_LEN" => assert_eq!(num(), f::MAX_STREAM_LEN as u64),
             "FLAG_ZSTD" => assert_eq!(num(), u64::from(f::FLAG_ZSTD)),
+            "FLAG_MAC" => assert_eq!(num(), u64::from(f::FLAG_MAC)),
+            "MAC_LEN" => assert_eq!(num(), f::MAC_LEN as u64),
+            "MIN_KEY_LEN" => assert_eq!(num(), f::MIN_KEY_LEN as u64),
+            "KEY_ID_AT" => assert_eq!(num(), f::KEY_ID_AT),
             "KIND_TOMBSTONE" => assert_eq!(num(), u64::from(f::KIND_TOMBSTONE)),
             "TOMBSTONE_ALL_KINDS" => assert_eq!(num(), u64::from(f::TOMBSTONE_ALL_KINDS)),
             "TOMBSTONE_LEN" => assert_eq!(num(), f::TOMBSTONE_LEN as u64),
@@ -60,7 +64,7 @@ fn documented_record_layout_matches_an_encoded_record() {
         raw_len: 3,
     };
     let mut out = Vec::new();
-    pyactors_core::record::encode(&mut out, &h, "ab", b"xyz");
+    pyactors_core::record::encode(&mut out, &h, "ab", b"xyz", None);
     assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize, 32 + 2 + 3);
     assert_eq!(u64::from_le_bytes(out[8..16].try_into().unwrap()), 0x0102);
     assert_eq!(u64::from_le_bytes(out[16..24].try_into().unwrap()), 0x0304);
@@ -75,10 +79,24 @@ fn documented_record_layout_matches_an_encoded_record() {
 
 #[test]
 fn documented_segment_header_layout_matches_the_code() {
-    let h = f::encode_segment_header(77, 99);
+    let h = f::encode_segment_header(77, 99, 0x0a0b_0c0d);
     assert_eq!(&h[0..8], f::SEGMENT_MAGIC);
     assert_eq!(u32::from_le_bytes(h[8..12].try_into().unwrap()), f::FORMAT_VERSION);
-    assert_eq!(&h[12..16], &[0, 0, 0, 0]);
+    assert_eq!(u32::from_le_bytes(h[12..16].try_into().unwrap()), 0x0a0b_0c0d);
     assert_eq!(u64::from_le_bytes(h[16..24].try_into().unwrap()), 77);
     assert_eq!(i64::from_le_bytes(h[24..32].try_into().unwrap()), 99);
+}
+
+#[test]
+fn documented_authenticated_record_layout_matches_an_encoded_record() {
+    let key = pyactors_core::AuthKey::new(b"sixteen byte key").unwrap();
+    let h = pyactors_core::record::Header { offset: 1, seq: 2, timestamp_us: 3, kind: 2, flags: 0, raw_len: 3 };
+    let mut out = Vec::new();
+    pyactors_core::record::encode(&mut out, &h, "ab", b"xyz", Some(&key));
+    let end = 40 + 2 + 3;
+    assert_eq!(out.len(), end + f::MAC_LEN);
+    assert_eq!(u32::from_le_bytes(out[4..8].try_into().unwrap()) as usize, 32 + 2 + 3 + f::MAC_LEN);
+    assert_eq!(out[33], f::FLAG_MAC);
+    assert_eq!(&out[end..], &key.tag(&out[4..end]));
+    assert_eq!(u32::from_le_bytes(out[0..4].try_into().unwrap()), crc32c::crc32c(&out[4..]));
 }

@@ -4,6 +4,7 @@ use pyo3::PyErr;
 
 use crate::error::CoreError;
 
+pyo3::import_exception!(pyactors.errors, AuthenticationError);
 pyo3::import_exception!(pyactors.errors, CorruptSegmentError);
 pyo3::import_exception!(pyactors.errors, FormatVersionError);
 pyo3::import_exception!(pyactors.errors, InvalidArgumentError);
@@ -24,6 +25,9 @@ impl From<CoreError> for PyErr {
             CoreError::Locked { .. } => StoreLockedError::new_err(text),
             CoreError::Corrupt { path, offset, reason } => {
                 CorruptSegmentError::new_err((path.display().to_string(), offset, reason))
+            }
+            CoreError::Authentication { path, offset, reason } => {
+                AuthenticationError::new_err((path.display().to_string(), offset, reason))
             }
             CoreError::FormatVersion { path, found, supported } => {
                 FormatVersionError::new_err((path.display().to_string(), found, supported))

@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
+use crate::auth::AuthKey;
 use crate::error::CoreError;
 use crate::fs::{FileSystem, StdFs};
 use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
@@ -26,8 +27,8 @@ fn to_py<'py>(py: Python<'py>, r: Record) -> RawRecord<'py> {
 }
 
 fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
-    let items: Vec<(String, u64, u64, String)> =
-        list.iter().map(|d| (d.path.display().to_string(), d.offset, d.length, d.reason.clone())).collect();
+    let items: Vec<(String, u64, u64, String, bool)> =
+        list.iter().map(|d| (d.path.display().to_string(), d.offset, d.length, d.reason.clone(), d.tampered)).collect();
     Ok(PyList::new(py, items)?.unbind())
 }
 
@@ -95,7 +96,7 @@ struct PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, _fault=None))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None, _fault=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -107,6 +108,7 @@ impl PySegmentLog {
         compress_min_bytes: usize,
         tolerant: bool,
         read_only: bool,
+        auth_key: Option<PyBackedBytes>,
         _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
@@ -120,6 +122,8 @@ impl PySegmentLog {
             compress_min_bytes,
             recovery: if tolerant { RecoveryMode::TolerateAnyCorruption } else { RecoveryMode::TolerateTailCorruption },
             read_only,
+            // Only the keyed HMAC state is kept (in Rust memory); the bytes object is dropped.
+            auth_key: auth_key.map(|k| AuthKey::new(&k)).transpose()?,
         };
         let fs = file_system(_fault)?;
         let log = py.detach(|| Log::open_with(&path, opts, fs))?;
