@@ -226,20 +226,25 @@ def _plots(out: str, doc: dict[str, Any]) -> list[str]:
         plt.close(fig)
         written.append(fname)
 
-    restart = "one actor: restart requested -> ready"
-    by_size = {a: [(x, y) for x, y in pts] for a, pts in _series(doc, restart, "state_pickled_bytes").items()}
-    depth_pts: dict[str, list[tuple[Any, float]]] = {}
-    sizes = [f["params"].get("state") for f in doc["figures"] if f["name"] == restart]
+    # The size sweep shares one journal depth, the depth sweep one state size: the most common of each.
+    restart = [f for f in doc["figures"] if f["name"] == "one actor: restart requested -> ready"]
+    depths = [f["params"]["journaled"] for f in restart]
+    sizes = [f["params"]["state"] for f in restart]
+    depth = max(set(depths), key=depths.count) if depths else None
     common = max(set(sizes), key=sizes.count) if sizes else None
-    for f in doc["figures"]:
-        if f["name"] == restart and f["params"].get("state") == common:
+    by_size: dict[str, list[tuple[Any, float]]] = {}
+    depth_pts: dict[str, list[tuple[Any, float]]] = {}
+    for f in restart:
+        if f["params"]["journaled"] == depth:
+            by_size.setdefault(f["arm"], []).append((f["params"]["state_pickled_bytes"], f["median"]))
+        if f["params"]["state"] == common:
             depth_pts.setdefault(f["arm"], []).append((f["params"]["journaled"], f["median"]))
     line(
         "recovery_actor_state.png",
-        "One actor: restart -> ready vs state size",
+        f"One actor ({depth} journaled): restart -> ready vs state size",
         "pickled state (bytes)",
         "ms (median)",
-        by_size,
+        {k: sorted(set(v)) for k, v in by_size.items()},
     )
     line(
         "recovery_actor_journal.png",

@@ -331,6 +331,7 @@ class Config:
     thread_rounds: int
     open_bytes: int
     open_runs: int
+    restore_streams: int
     restore_rounds: int
 
 
@@ -641,11 +642,12 @@ def bench_open(cfg: Config, tmp: str) -> None:
 
 
 def bench_restore(cfg: Config, tmp: str) -> None:
-    print("\n== restore: latest 100 KB snapshot of each of 100 streams, after open ==")
+    n = cfg.restore_streams
+    print(f"\n== restore: latest 100 KB snapshot of each of {n} streams, after open ==")
     d = tempfile.mkdtemp(prefix="restore-", dir=tmp)
     path = os.path.join(d, "store")
     try:
-        streams = [f"actor-{i:03}" for i in range(100)]
+        streams = [f"actor-{i:03}" for i in range(n)]
         latest: dict[str, bytes] = {}
         with SegmentStore(path, segment_bytes=4 * 2**20) as store:
             for version in range(3):
@@ -703,7 +705,7 @@ def bench_restore(cfg: Config, tmp: str) -> None:
             print(f"{name:<40} {t.runs:>4} | {t.median_ms:>9.2f} {t.p99_ms:>8.2f} {raw_mb / (t.median_ms / 1e3):>7.0f}")
         print(f"ratio latest_many / zstandard loop: {ratio:.2f}x   (issue 2: <= 1.3x {verdict(ok)})", flush=True)
         compare(
-            "latest snapshot of 100 streams",
+            f"latest snapshot of {n} streams",
             "ms",
             ("store.latest_many", a.summary()),
             ("zstandard decompress loop", b.summary()),
@@ -735,6 +737,7 @@ def config(quick: bool) -> Config:
             thread_rounds=3,
             open_bytes=16 * 2**20,
             open_runs=10,
+            restore_streams=20,
             restore_rounds=5,
         )
     return Config(
@@ -747,5 +750,6 @@ def config(quick: bool) -> Config:
         thread_rounds=11,
         open_bytes=2**30,
         open_runs=50,
+        restore_streams=100,
         restore_rounds=30,
     )

@@ -158,6 +158,7 @@ class Config:
     quick: bool
     sizes: tuple[str, ...]
     rounds: int
+    warmups: int
     recovery_sizes: tuple[str, ...]
     recovery_runs: int
     footprint_runs: int
@@ -332,7 +333,7 @@ def one_checkpoint_comparison(cfg: Config, tmp: str, size_name: str, size: int) 
                 arm.calls = calls
             arm.cleanup(thread)
 
-        for _ in range(3):  # warm-up
+        for _ in range(cfg.warmups):  # warm-up
             for arm in arms:
                 one(arm, timed=False)
         for arm in arms:
@@ -626,7 +627,7 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
                 samples[name].append({**marks, "spawn": spawn, "exited": exited})
 
         # Warm-ups, untimed: the first fills the bytecode cache, the next warm the page cache.
-        for _ in range(2):
+        for _ in range(cfg.warmups):
             child("pyactors", timed=False)
             child("langgraph", timed=False)
         for r in range(cfg.recovery_runs):
@@ -1018,8 +1019,9 @@ def config(quick: bool) -> Config:
             True,
             sizes=("1KB", "100KB"),
             rounds=3,
+            warmups=1,
             recovery_sizes=("100KB",),
-            recovery_runs=2,
+            recovery_runs=1,
             footprint_runs=1,
             big_runs=1,
         )
@@ -1027,6 +1029,7 @@ def config(quick: bool) -> Config:
         False,
         sizes=("1KB", "100KB", "1MB"),
         rounds=21,
+        warmups=2,
         recovery_sizes=tuple(SIZES),
         recovery_runs=9,
         footprint_runs=3,
