@@ -26,7 +26,6 @@ import importlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import traceback
@@ -172,6 +171,3 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
         print(f"  problem: {p}")
     return 1 if RESULTS.problems else 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
