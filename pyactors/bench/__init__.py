@@ -170,4 +170,3 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
     for p in RESULTS.problems:
         print(f"  problem: {p}")
     return 1 if RESULTS.problems else 0
-
