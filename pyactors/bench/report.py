@@ -274,6 +274,13 @@ def _plots(out: str, doc: dict[str, Any]) -> list[str]:
         "ms (median)",
         _series(doc, "checkpoint cost per superstep", "blob_bytes"),
     )
+    line(
+        "checkpoint_change.png",
+        "Checkpoint cost per superstep vs size of each node's change",
+        "bytes written by each node",
+        "ms (median)",
+        _series(doc, "checkpoint cost per superstep, by size of the change", "change_bytes"),
+    )
     for policy in ("process", "sync"):
         pts: dict[str, list[tuple[Any, float]]] = {}
         for f in doc["figures"]:

@@ -100,6 +100,7 @@ def make_node(i: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return node
 
 
+NodeFn = Callable[[dict[str, Any]], dict[str, Any]]
 NODE_FNS = [make_node(i) for i in range(NODES)]
 
 LGState = TypedDict(  # keys computed at import (untyped for mypy)
@@ -109,9 +110,9 @@ LGState = TypedDict(  # keys computed at import (untyped for mypy)
 )
 
 
-def pyactors_workflow() -> Workflow:
+def pyactors_workflow(fns: Sequence[NodeFn] = NODE_FNS) -> Workflow:
     wf = Workflow("bench", reducers={"log": operator.add})
-    for i, fn in enumerate(NODE_FNS):
+    for i, fn in enumerate(fns):
         wf.add_node(f"n{i}", fn)
         if i:
             wf.add_edge(f"n{i - 1}", f"n{i}")
@@ -125,9 +126,9 @@ def _lg_add_node(g: StateGraph[Any], name: str, fn: Callable[[dict[str, Any]], d
     g.add_node(name, fn)  # type: ignore[call-overload]
 
 
-def langgraph_builder() -> StateGraph[Any]:
+def langgraph_builder(fns: Sequence[NodeFn] = NODE_FNS) -> StateGraph[Any]:
     g: StateGraph[Any] = StateGraph(LGState)
-    for i, fn in enumerate(NODE_FNS):
+    for i, fn in enumerate(fns):
         _lg_add_node(g, f"n{i}", fn)
         if i:
             g.add_edge(f"n{i - 1}", f"n{i}")
@@ -159,6 +160,7 @@ class Config:
     sizes: tuple[str, ...]
     rounds: int
     warmups: int
+    changes: tuple[str, ...]
     recovery_sizes: tuple[str, ...]
     recovery_runs: int
     footprint_runs: int
@@ -221,8 +223,8 @@ class Arm:
     """pyactors only: ns per call of the input checkpoint, the other checkpoints, the node writes."""
 
 
-def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer) -> Arm:
-    app = pyactors_workflow().compile(checkpointer=ck)
+def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer, fns: Sequence[NodeFn] = NODE_FNS) -> Arm:
+    app = pyactors_workflow(fns).compile(checkpointer=ck)
     meter = Meter(ck, ("_write_checkpoint", "_write_node_writes"))
     split: dict[str, list[int]] = {"input checkpoint": [], "superstep checkpoint": [], "node writes": []}
 
@@ -262,8 +264,10 @@ class NullCheckpointer(MemoryCheckpointer):
         return 0
 
 
-def langgraph_arm(name: str, saver: InMemorySaver | SqliteSaver | None, close: Callable[[], None]) -> Arm:
-    graph = langgraph_builder().compile(checkpointer=saver)
+def langgraph_arm(
+    name: str, saver: InMemorySaver | SqliteSaver | None, close: Callable[[], None], fns: Sequence[NodeFn] = NODE_FNS
+) -> Arm:
+    graph = langgraph_builder(fns).compile(checkpointer=saver)
     meter = Meter(saver, ("put", "put_writes")) if saver is not None else None
     durability: Literal["sync"] | None = "sync" if saver is not None else None
 
@@ -435,6 +439,87 @@ def one_checkpoint_comparison(cfg: Config, tmp: str, size_name: str, size: int) 
                 a.close()
             except Exception as exc:
                 problem(f"checkpoint {size_name} {a.name}: close: {type(exc).__name__}: {exc}")
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- size of the change
+
+CHANGES = {"100B": 100, "10KB": 10 * 1024, "100KB": 100 * 1024}
+
+
+def make_change_node(i: int, value: bytes) -> NodeFn:
+    """Node `i` of the change benchmark: writes `value` (its change) to `k<i>`."""
+
+    def node(state: dict[str, Any]) -> dict[str, Any]:
+        return {f"k{i}": value, "log": [f"n{i}"]}
+
+    node.__name__ = f"n{i}"
+    return node
+
+
+def bench_change(cfg: Config, tmp: str) -> None:
+    blob_name = cfg.sizes[-1]
+    print(
+        f"\n== change: per-superstep checkpoint cost against the size of each node's change "
+        f"({blob_name} blob unchanged in the state) =="
+    )
+    print(f"{'change':<7} {'arm':<26} {'runs':>4} | {'ckpt/superstep ms':>17} {'p99':>7} | {'this/pyactors':>13}")
+    inp = make_input(SIZES[blob_name])
+    for change_name in cfg.changes:
+        one_change(cfg, tmp, change_name, inp, blob_name)
+
+
+def one_change(cfg: Config, tmp: str, change_name: str, inp: dict[str, Any], blob_name: str) -> None:
+    d = tempfile.mkdtemp(prefix=f"change-{change_name}-", dir=tmp)
+    fns = [make_change_node(i, semi_compressible(CHANGES[change_name], seed=50 + i)) for i in range(NODES)]
+    conn = sqlite3.connect(os.path.join(d, "lg.sqlite"), check_same_thread=False)
+    arms = [
+        pyactors_arm("pyactors File, process", FileCheckpointer(os.path.join(d, "store")), fns),
+        langgraph_arm("LangGraph InMemorySaver", InMemorySaver(), lambda: None, fns),
+        langgraph_arm("LangGraph SqliteSaver", SqliteSaver(conn), conn.close, fns),
+    ]
+    counter = {"n": 0}
+
+    def one(arm: Arm, timed: bool) -> None:
+        counter["n"] += 1
+        thread = f"t{counter['n']}"
+        _, ck_ns, _, out = arm.run(thread, dict(inp))
+        if out.get("log") != [f"n{i}" for i in range(NODES)]:
+            problem(f"change {change_name} {arm.name}: wrong final state")
+        if timed:
+            arm.ckpt.ns.append(ck_ns // SUPERSTEPS)
+        arm.cleanup(thread)
+
+    try:
+        for _ in range(cfg.warmups):
+            for arm in arms:
+                one(arm, timed=False)
+        for r in range(cfg.rounds):
+            for j in range(len(arms)):
+                gc.collect()
+                one(arms[(r + j) % len(arms)], timed=True)
+        pa = arms[0]
+        for a in arms:
+            print(
+                f"{change_name:<7} {a.name:<26} {a.ckpt.runs:>4} | {a.ckpt.median_ms:>17.3f} "
+                f"{a.ckpt.p99_ms:>7.3f} | "
+                f"{a.ckpt.median_ms / pa.ckpt.median_ms:>12.1f}x",
+                flush=True,
+            )
+        for base in arms[1:]:
+            compare(
+                "checkpoint cost per superstep, by size of the change",
+                "ms",
+                (pa.name, pa.ckpt.summary()),
+                (base.name, base.ckpt.summary()),
+                higher_is_better=False,
+                change=change_name,
+                change_bytes=CHANGES[change_name],
+                blob=blob_name,
+            )
+    finally:
+        for a in arms:
+            a.close()
         shutil.rmtree(d, ignore_errors=True)
 
 
@@ -1006,6 +1091,7 @@ def bench_footprint(cfg: Config, tmp: str) -> None:
 
 SECTIONS: dict[str, Callable[[Config, str], None]] = {
     "checkpoint": bench_checkpoint,
+    "change": bench_change,
     "recovery": bench_recovery,
     "footprint": bench_footprint,
     "bigstate": bench_bigstate,
@@ -1020,6 +1106,7 @@ def config(quick: bool) -> Config:
             sizes=("1KB", "100KB"),
             rounds=3,
             warmups=1,
+            changes=("100B", "10KB"),
             recovery_sizes=("100KB",),
             recovery_runs=1,
             footprint_runs=1,
@@ -1030,6 +1117,7 @@ def config(quick: bool) -> Config:
         sizes=("1KB", "100KB", "1MB"),
         rounds=21,
         warmups=2,
+        changes=tuple(CHANGES),
         recovery_sizes=tuple(SIZES),
         recovery_runs=9,
         footprint_runs=3,
