@@ -127,9 +127,11 @@ def markdown(doc: dict[str, Any], plots: Sequence[str] = ()) -> str:
         "",
     ]
     if doc["targets"]:
-        lines += ["| target | measured | result |", "|---|---|---|"]
+        lines += ["| target | measured | result | note |", "|---|---|---|---|"]
         for t in doc["targets"]:
-            lines.append(f"| {t['goal']} | {t['measured']} | {'MET' if t['met'] else '**MISSED**'} |")
+            lines.append(
+                f"| {t['goal']} | {t['measured']} | {'MET' if t['met'] else '**MISSED**'} | {t.get('note', '')} |"
+            )
     else:
         lines.append("No target was measured in this run.")
     if doc["skipped"]:

@@ -731,7 +731,7 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
             f"| {'spawn->finish':>13}"
         )
         rows = (("pyactors FileCheckpointer", "pyactors"), ("LangGraph SqliteSaver", "langgraph"))
-        stats: dict[str, dict[str, dict[str, Any]]] = {}
+        stats: dict[str, dict[str, Any]] = {}
         for label, name in rows:
             ss = samples[name]
             if not ss:
@@ -751,6 +751,7 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
             for p, a, b in PHASES:
                 figure("workflow recovery phase", label, "ms", summary([span(s, a, b) for s in ss]), phase=p, **params)
             stats[name] = {
+                "phases": phases,
                 "spawn": summary(to_node),
                 "open": summary(open_node),
                 "finish": summary(finish),
@@ -786,6 +787,8 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
                     f"{to_node:.1f} ms (p99 {pa['spawn']['p99']:.1f}; LangGraph SqliteSaver {lg_node:.0f} ms; "
                     f"{runs} runs)",
                     to_node < 100.0,
+                    note="phases (median ms): "
+                    + ", ".join(f"{p} {ms:.1f}" for p, ms in pa["phases"].items() if p in ("start", "imports", "open")),
                 )
                 target(
                     "workflow_open_to_node",
