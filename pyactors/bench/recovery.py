@@ -148,7 +148,8 @@ def _one_actor_point(cfg: Config, tmp: str, size_name: str, depth: int) -> tuple
                 apply(state, m)
             floor.ns.append(time.perf_counter_ns() - t0)
 
-        alternate([run_restart, run_floor], cfg.actor_runs)
+        # 100 MB of object-rich state takes seconds per unpickling: fewer runs there keep the run short.
+        alternate([run_restart, run_floor], cfg.actor_runs if _SIZES[size_name] < 100_000_000 else 3)
         a, b = restart.summary(), floor.summary()
         print(
             f"{size_name:>6} {len(payload) / 1e6:>9.3f} {depth:>7} {a['runs']:>4} | {a['median']:>10.2f} "
