@@ -697,5 +697,5 @@ def config(quick: bool) -> Config:
         asks_per_round=1000,
         restart_rounds=21,
         restore_actors=1000,
-        restore_rounds=7,
+        restore_rounds=5,
     )

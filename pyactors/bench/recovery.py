@@ -79,7 +79,7 @@ def config(quick: bool) -> Config:
         (0, 100, 1_000, 10_000, 100_000),
         actor_runs=5,
         actor_counts=(1, 10, 100, 1000),
-        process_runs=5,
+        process_runs=3,
         import_runs=21,
     )
 
