@@ -27,13 +27,14 @@ Sections:
   writes, recorded as it finishes; 10 per run); LangGraph ``saver.put`` (12 per
   run) + ``saver.put_writes`` (11 per run). Each run uses a new thread, deleted
   after the run (untimed).
-* ``recovery``: a fresh process resumes a thread interrupted before ``n5`` (100 KB
-  blob): the parent reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before
+* ``recovery``: a fresh process resumes a thread whose process was killed (SIGKILL)
+  as node ``n5`` started (1 KB to 10 MB blob; each engine's thread is made once by a
+  child that kills itself, its files copied for every resuming child): the parent reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before
   spawning; the child reads it at its first line, after its imports, after opening
   the checkpointer, after building and compiling the graph, when the thread's
   checkpoints are loaded (wrapping pyactors ``Checkpointer._load`` / LangGraph
   ``saver.get_tuple``), when the first node function starts, and when the run
-  returns. Each child gets its own copy of the same interrupted store. Children run
+  returns. Each child gets its own copy of the same killed thread's files. Children run
   with bytecode caching on (``PYTHONPYCACHEPREFIX`` in the temporary directory,
   ``PYTHONDONTWRITEBYTECODE`` removed) after untimed warm-ups, as an installed
   package would run.
@@ -53,6 +54,7 @@ import os
 import pickle
 import random
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -639,6 +641,35 @@ _report(final)
 """
 )
 
+CHILD_KILLED = """import os
+import signal
+import sqlite3
+import sys
+
+from pyactors import FileCheckpointer
+from pyactors.bench import workflow as w
+
+engine, path, thread, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+
+
+def killed(state):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+fns = list(w.NODE_FNS)
+fns[w.INTERRUPT_AT] = killed
+inp = w.make_input(size)
+if engine == "pyactors":
+    ck = FileCheckpointer(path)
+    w.pyactors_workflow(fns).compile(checkpointer=ck).invoke(inp, thread_id=thread)
+else:
+    conn = sqlite3.connect(path, check_same_thread=False)
+    graph = w.langgraph_builder(fns).compile(checkpointer=w.SqliteSaver(conn))
+    graph.invoke(inp, {"configurable": {"thread_id": thread}}, durability="sync")
+sys.exit("not killed")
+"""
+"""A child that runs the 10-node workflow and is SIGKILLed as node `INTERRUPT_AT` starts."""
+
 PHASES = (  # (label, from mark, to mark)
     ("start", "spawn", "first"),
     ("imports", "first", "imported"),
@@ -655,28 +686,28 @@ def bench_recovery(cfg: Config, tmp: str) -> None:
 
 
 def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
-    print(
-        f"\n== recovery: a fresh process resumes the interrupted {size_name} thread (stopped before n{INTERRUPT_AT}) =="
-    )
+    print(f"\n== recovery: a fresh process resumes the {size_name} thread killed (SIGKILL) in n{INTERRUPT_AT} ==")
     d = tempfile.mkdtemp(prefix="recovery-", dir=tmp)
     try:
         inp = make_input(size)
-        thread = "interrupted"
-        # The interrupted threads, made once and copied for every child.
+        thread = "killed"
+        # The killed threads, made once (a child SIGKILLed in n5) and copied for every resuming child.
         pa_template = os.path.join(d, "pyactors-template")
-        with FileCheckpointer(pa_template) as ck:
-            snap = pyactors_workflow().compile(checkpointer=ck).execute_until(f"n{INTERRUPT_AT}", inp, thread)
-        if snap.next_nodes != (f"n{INTERRUPT_AT}",) or len(snap.state["log"]) != INTERRUPT_AT:
-            problem(f"recovery: pyactors interrupted at {snap.next_nodes} with log {snap.state['log']}")
         lg_template = os.path.join(d, "langgraph-template.sqlite")
-        conn = sqlite3.connect(lg_template, check_same_thread=False)
-        graph = langgraph_builder().compile(checkpointer=SqliteSaver(conn), interrupt_before=[f"n{INTERRUPT_AT}"])
-        cfg_lg: Any = {"configurable": {"thread_id": thread}}
-        graph.invoke(dict(inp), cfg_lg, durability="sync")
-        lg_next = graph.get_state(cfg_lg).next
-        conn.close()
-        if lg_next != (f"n{INTERRUPT_AT}",):
-            problem(f"recovery: LangGraph interrupted at {lg_next}")
+        kill_script = os.path.join(d, "child_killed.py")
+        with open(kill_script, "w") as f:
+            f.write(CHILD_KILLED)
+        for engine, template in (("pyactors", pa_template), ("langgraph", lg_template)):
+            proc = subprocess.run(
+                [sys.executable, kill_script, engine, template, thread, str(size)],
+                capture_output=True,
+                text=True,
+                env=child_env(tmp),
+                check=False,
+            )
+            if proc.returncode != -signal.SIGKILL:
+                problem(f"recovery: the {engine} child to kill exited {proc.returncode}: {proc.stderr[-600:]}")
+                return
 
         scripts = {}
         for name, src in (("pyactors", CHILD_PYACTORS), ("langgraph", CHILD_LANGGRAPH)):
@@ -696,7 +727,9 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
                 shutil.copytree(pa_template, dest)
             else:
                 dest = os.path.join(run_dir, "lg.sqlite")
-                shutil.copyfile(lg_template, dest)
+                for ext in ("", "-wal", "-shm"):  # SqliteSaver uses WAL: a killed writer leaves its commits there
+                    if os.path.exists(lg_template + ext):
+                        shutil.copyfile(lg_template + ext, dest + ext)
             argv = [sys.executable, scripts[name], dest, thread, str(NODES), str(len(inp["blob"]))]
             spawn = _now()
             proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=run_dir, check=False)
