@@ -27,17 +27,22 @@ Sections:
   writes, recorded as it finishes; 10 per run); LangGraph ``saver.put`` (12 per
   run) + ``saver.put_writes`` (11 per run). Each run uses a new thread, deleted
   after the run (untimed).
-* ``recovery``: a fresh process resumes a thread whose process was killed (SIGKILL)
-  as node ``n5`` started (1 KB to 10 MB blob; each engine's thread is made once by a
-  child that kills itself, its files copied for every resuming child): the parent reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before
-  spawning; the child reads it at its first line, after its imports, after opening
-  the checkpointer, after building and compiling the graph, when the thread's
-  checkpoints are loaded (wrapping pyactors ``Checkpointer._load`` / LangGraph
-  ``saver.get_tuple``), when the first node function starts, and when the run
-  returns. Each child gets its own copy of the same killed thread's files. Children run
-  with bytecode caching on (``PYTHONPYCACHEPREFIX`` in the temporary directory,
-  ``PYTHONDONTWRITEBYTECODE`` removed) after untimed warm-ups, as an installed
-  package would run.
+* ``recovery``: a fresh process resumes a thread whose process was killed (SIGKILL) as
+  node ``n5`` started (1 KB to 10 MB blob; each engine's thread is made once by a
+  child that kills itself, its files copied for every resuming child): the parent
+  reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before spawning; the child
+  reads it at its first line, after its imports, after opening the checkpointer, after
+  building and compiling the graph, when the thread's checkpoints are loaded (wrapping
+  pyactors ``Checkpointer._load`` / LangGraph ``saver.get_tuple``), when the first
+  node function starts, and when the run returns. Each child gets its own copy of the
+  same killed thread's files. Children run with bytecode caching on
+  (``PYTHONPYCACHEPREFIX`` in the temporary directory, ``PYTHONDONTWRITEBYTECODE``
+  removed) after untimed warm-ups, as an installed package would run.
+* ``change``: the per-superstep checkpoint cost (as in ``checkpoint``) against the size
+  of each node's change (100 B to 100 KB), the blob unchanged in the state.
+* ``footprint``: bytes on disk per checkpoint after one run on fresh files, and the
+  compression ratio (pickled state of every superstep / bytes on disk), for the
+  ``checkpoint`` states and a growing one (each node appends 10 KiB to a list).
 * ``bigstate``: a 10 MB state (an incompressible 10 MB blob plus small keys) in
   which one superstep changes one small key: bytes written to the store for that
   superstep (``FileCheckpointer``: ``store.stats()["bytes"]`` read at the start of
