@@ -4,7 +4,6 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BUILT  := $(VENV)/.pyactors-built
-BENCHED := $(VENV)/.pyactors-bench-deps
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
 .PHONY: help demo test test-rs test-py lint build bench clean
@@ -20,11 +19,6 @@ $(PY):
 DEV_FEATURES := --features python,fault-injection
 
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint -q
-	@touch $@
-
-# The benchmarks' baselines (LangGraph and its savers) are installed only for `make bench`.
-$(BENCHED): $(BUILT)
 	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint,bench -q
 	@touch $@
 
@@ -51,10 +45,8 @@ lint: $(BUILT) ## ruff, mypy --strict, stubtest of the native module, clippy, ru
 test-py: $(BUILT) ## The Python tests, with line coverage of pyactors/workflow (at least 95%)
 	$(PY) -m pytest -q --cov=pyactors.workflow --cov-report=term:skip-covered --cov-fail-under=95
 
-bench: $(BENCHED) ## Benchmarks (not timed tests): prints medians, p99, ratios
-	$(PY) benches/bench_store.py
-	$(PY) benches/bench_actors.py
-	$(PY) benches/bench_workflow.py
+bench: $(BUILT) ## The benchmark suite: results.json, REPORT.md and plots in bench-out/
+	$(PY) -m pyactors bench --out bench-out
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so

@@ -7,6 +7,8 @@ Commands:
         each actor's latest snapshot and backlog.
     verify: Scan every record; list every damaged one (file, offset).
     compact: Reclaim the space of deleted records.
+    bench: Run the benchmark suite (`pyactors.bench`; needs the ``bench`` extra for
+        the baselines, the plots and the progress bar).
 
 ``inspect`` and ``verify`` open the store read-only: they work beside a live writer,
 see the store as it was when they opened it, and change nothing (a torn tail is
@@ -75,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_supervise(commands)
     _add_store_tools(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -335,6 +338,24 @@ def _compact(args: argparse.Namespace) -> int:
         }
 
     return _run_on_store("compact", args, work, read_only=False)
+
+
+# ---------------------------------------------------------------------------- bench
+
+
+def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pyactors.bench import add_arguments
+
+    help_text = "run the benchmark suite; write results.json, REPORT.md and plots"
+    p = commands.add_parser("bench", help=help_text, description=help_text)
+    add_arguments(p)
+    p.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pyactors.bench import run
+
+    return run(quick=args.quick, out=args.out, only=args.only, progress=not args.no_progress)
 
 
 # ---------------------------------------------------------------------------- supervise

@@ -1,0 +1,172 @@
+"""The benchmark suite: ``pyactors bench [--quick] [--out DIR] [--only AREA[.SECTION]]``.
+
+Every comparison runs its baseline side by side in the same run, alternating runs so
+that drift hits both; figures are medians and p99 over a stated number of runs. The
+run writes ``results.json`` (schema: docs/BENCHMARKS.md), ``REPORT.md`` (a table per
+area, ratios against each baseline, the targets table) and PNG plots into the output
+folder.
+
+Areas (one module each): ``store`` (appends vs a pure-Python writer and sqlite3, open,
+snapshot restore), ``actors`` (message throughput vs plain pykka, a 10-actor pipeline,
+ask latency, restart, restore), ``recovery`` (one actor against state size and journal
+depth, a whole process against the number of actors, ``import pyactors`` vs ``import
+pykka``), ``workflow`` (checkpoint cost, fresh-process recovery and disk footprint vs
+LangGraph's savers).
+
+The baselines, the plots and the progress bar need the ``bench`` extra
+(``pip install 'pyactors[bench]'``); an area whose baseline package is missing is
+reported as skipped, with the reason. ``import pyactors`` never imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from pyactors.bench._harness import RESULTS, problem, skip
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+__all__ = ["AREAS", "add_arguments", "main", "run"]
+
+AREAS: dict[str, str] = {
+    "store": "pyactors.bench.store",
+    "actors": "pyactors.bench.actors",
+    "recovery": "pyactors.bench.recovery",
+    "workflow": "pyactors.bench.workflow",
+}
+"""Area name -> the module that measures it (``SECTIONS`` and ``config(quick)``)."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the suite's options (``--quick``, ``--out``, ``--only``) to `parser`."""
+    parser.add_argument("--quick", action="store_true", help="small sizes, few runs (under a minute)")
+    parser.add_argument("--out", metavar="DIR", default="bench-out", help="output folder (default: bench-out)")
+    parser.add_argument(
+        "--only",
+        metavar="AREA[.SECTION]",
+        action="append",
+        help=f"run only this area or section (repeatable); areas: {', '.join(AREAS)}",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the suite from the command line; return the exit status (1 if anything misbehaved)."""
+    parser = argparse.ArgumentParser(prog="pyactors bench", description=(__doc__ or "").split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    return run(quick=args.quick, out=args.out, only=args.only, progress=not args.no_progress)
+
+
+def _wanted(only: Sequence[str] | None, area: str, section: str | None = None) -> bool:
+    if not only:
+        return True
+    if section is None:
+        return any(o == area or o.startswith(f"{area}.") for o in only)
+    return area in only or f"{area}.{section}" in only
+
+
+@contextlib.contextmanager
+def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the sections (rich), or one line per section without rich."""
+    try:
+        if not enabled:
+            raise ImportError
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:
+        done = {"n": 0}
+
+        def line(name: str) -> None:
+            done["n"] += 1
+            print(f"\n[{done['n']}/{total}] {name}", flush=True)
+
+        yield line
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("bench", total=total)
+        first = {"yes": True}
+
+        def step(name: str) -> None:
+            if not first["yes"]:
+                bar.advance(task)
+            first["yes"] = False
+            bar.update(task, description=name)
+
+        yield step
+        bar.update(task, completed=total, description="done")
+
+
+def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: bool = True) -> int:
+    """Run the suite and write ``results.json``, ``REPORT.md`` and the plots into `out`.
+
+    Args:
+        quick: Small sizes and few runs (under a minute on a 2-core machine).
+        out: The output folder (created if missing).
+        only: Run only these areas (``"store"``) or sections (``"store.appends"``).
+        progress: Show a progress bar (needs ``rich``).
+
+    Returns:
+        0, or 1 if a section misbehaved (a wrong result or an exception).
+    """
+    from pyactors.bench import report
+
+    RESULTS.clear()
+    os.makedirs(out, exist_ok=True)
+    # Some sections crash actors on purpose: keep their tracebacks off the output.
+    for name in ("pykka", "pyactors"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    started = time.time()
+    load_before = os.getloadavg()
+    plan: list[tuple[str, str, Callable[[Any, str], None], Any]] = []
+    for area, module_name in AREAS.items():
+        if not _wanted(only, area):
+            continue
+        RESULTS.area = area
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            skip(f"every {area} comparison", f"{exc.name or exc} is not installed (pip install 'pyactors[bench]')")
+            continue
+        cfg = module.config(quick)
+        plan.extend((area, section, fn, cfg) for section, fn in module.SECTIONS.items() if _wanted(only, area, section))
+    print(f"pyactors bench ({'quick' if quick else 'full'}): {len(plan)} sections -> {out}", flush=True)
+    tmp = tempfile.mkdtemp(prefix="pyactors-bench-")
+    try:
+        with _progress(len(plan), progress) as step:
+            for area, section, fn, cfg in plan:
+                RESULTS.area = area
+                step(f"{area}.{section}")
+                t0 = time.perf_counter()
+                try:
+                    fn(cfg, tmp)
+                except Exception as exc:  # a section that raises is a problem of the run, not a crash
+                    problem(f"{area}.{section}: {type(exc).__name__}: {exc}")
+                    traceback.print_exc()
+                    import pykka
+
+                    pykka.ActorRegistry.stop_all()
+                RESULTS.sections[f"{area}.{section}"] = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    meta = report.run_info(quick=quick, started=started, load_before=load_before)
+    files = report.write(out, meta)
+    print("\ntime per section (s): " + ", ".join(f"{k} {v:.1f}" for k, v in RESULTS.sections.items()))
+    met = sum(1 for t in RESULTS.targets if t["met"])
+    print(
+        f"targets met: {met}/{len(RESULTS.targets)}; problems: {len(RESULTS.problems)}; "
+        f"skipped: {len(RESULTS.skipped)}; total {meta['elapsed_s']:.0f} s; wrote {', '.join(files)}"
+    )
+    for p in RESULTS.problems:
+        print(f"  problem: {p}")
+    return 1 if RESULTS.problems else 0

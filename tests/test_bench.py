@@ -1,0 +1,118 @@
+"""`pyactors bench`: the suite runs and writes well-formed files (never a speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pyactors.bench.report import markdown
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_STATS = ("runs", "median", "p99", "min", "max")
+
+
+def _bench(out: Path, *args: str, prelude: str = "") -> subprocess.CompletedProcess[str]:
+    code = f"{prelude}import sys; from pyactors.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, "bench", "--out", str(out), "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+
+
+@pytest.mark.timeout(300)
+def test_quick_run_writes_results_json_report_and_plots(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = _bench(out, "--quick")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    doc: dict[str, Any] = json.loads((out / "results.json").read_text())
+    for key in ("schema", "quick", "machine", "versions", "figures", "comparisons", "targets", "skipped", "problems"):
+        assert key in doc
+    assert doc["quick"] is True
+    assert doc["problems"] == []
+    assert doc["skipped"] == []  # `make test` installs the bench extra: every baseline runs
+    assert doc["versions"]["pyactors"] and doc["versions"]["langgraph"]
+    assert {f["area"] for f in doc["figures"]} == {"store", "actors", "recovery", "workflow"}
+    for f in doc["figures"]:
+        assert all(k in f for k in _STATS), f
+        assert f["runs"] > 0
+        assert f["min"] <= f["median"] <= f["max"]
+    for c in doc["comparisons"]:
+        assert c["ratio"] == pytest.approx(c["contender"]["median"] / c["baseline"]["median"])
+    keys = {t["key"] for t in doc["targets"]}
+    assert {
+        "workflow_spawn_to_node",
+        "workflow_open_to_node",
+        "restart_1mb_1000",
+        "restore_actors",
+        "checkpoint_vs_sqlite",
+        "checkpoint_vs_inmemory",
+        "footprint_growing",
+        "append_100B_process_batched",
+        "import_time",
+    } <= keys
+    assert all(isinstance(t["met"], bool) for t in doc["targets"])
+
+    report = (out / "REPORT.md").read_text()
+    assert "## Targets" in report
+    for area in ("store", "actors", "recovery", "workflow"):
+        assert f"\n## {area}\n" in report
+    assert report.count("| measure | parameters | unit | contender |") == 4
+    assert sum(report.count(s) for s in ("| MET |", "| **MISSED** |")) == len(doc["targets"])
+
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert {"recovery_actor_state.png", "recovery_process.png", "recovery_workflow.png", "footprint.png"} <= set(pngs)
+    for name in pngs:
+        assert (out / name).read_bytes().startswith(_PNG)
+        assert f"]({name})" in report
+
+
+def test_a_missing_baseline_package_is_reported_as_skipped(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # None in sys.modules makes `import langgraph` raise ImportError, as if it were not installed.
+    proc = _bench(out, "--quick", "--only", "workflow", prelude="import sys; sys.modules['langgraph'] = None; ")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert [s["area"] for s in doc["skipped"]] == ["workflow"]
+    assert "langgraph" in doc["skipped"][0]["reason"]
+    assert doc["figures"] == []
+    assert "## Skipped" in (out / "REPORT.md").read_text()
+
+
+def test_report_states_a_missed_target_plainly() -> None:
+    doc: dict[str, Any] = {
+        "started": "2026-11-26T00:00:00Z",
+        "quick": True,
+        "elapsed_s": 1.0,
+        "machine": {"cpus": 2, "machine": "x86_64", "load_average_before": 0.1, "load_average_after": 0.2},
+        "versions": {"python": "3.11"},
+        "targets": [
+            {"goal": "fast enough", "measured": "2.00x", "met": False, "note": "imports 80 ms"},
+            {"goal": "small enough", "measured": "0.50x", "met": True, "note": ""},
+        ],
+        "skipped": [],
+        "problems": [],
+        "figures": [],
+        "comparisons": [],
+        "sections_s": {},
+    }
+    text = markdown(doc)
+    assert "| fast enough | 2.00x | **MISSED** | imports 80 ms |" in text
+    assert "| small enough | 0.50x | MET |  |" in text
+
+
+def test_import_pyactors_imports_none_of_the_bench_dependencies() -> None:
+    heavy = ("pyactors.bench", "matplotlib", "langgraph", "rich", "zstandard", "sqlite3")
+    code = f"import sys, pyactors; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
