@@ -17,7 +17,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip "maturin>=1.9,<2"
 
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked --extras test,lint -q
+	$(VENV)/bin/maturin develop --release --locked --extras test,lint,langgraph -q
 	@touch $@
 
 # The benchmarks' baselines (LangGraph and its savers) are installed only for `make bench`.
