@@ -55,7 +55,7 @@ from langgraph.checkpoint.base import (
     writes_sort_key,
 )
 
-from pyactors.errors import InvalidArgumentError
+from pyactors.errors import CheckpointCorruptError, InvalidArgumentError
 from pyactors.store import Durability, Kind, SegmentStore
 
 if TYPE_CHECKING:
@@ -80,7 +80,6 @@ _EMPTY = "empty"  # LangGraph's type tag for a channel with a version but no val
 class _Checkpoint:
     """A checkpoint header, as indexed: everything but the channel values."""
 
-    seq: int
     parent: str | None
     checkpoint: tuple[str, bytes]
     metadata: tuple[str, bytes]
@@ -108,9 +107,12 @@ class _Thread:
 
     def add(self, kind: int, seq: int, header: list[Any]) -> None:
         """Index one header record found at `seq` (its values are the records just before it)."""
+        if header[0] != _FORMAT:
+            msg = f"record format {header[0]!r}, expected {_FORMAT}"
+            raise ValueError(msg)
         if kind == Kind.CHECKPOINT:
             _, ns, cid, parent, cp_type, cp, md_type, md, entries = header
-            self.checkpoints[ns][cid] = _Checkpoint(seq, parent, (cp_type, cp), (md_type, md))
+            self.checkpoints[ns][cid] = _Checkpoint(parent, (cp_type, cp), (md_type, md))
             for (channel, version, type_), at in zip(entries, _value_seqs(seq, entries), strict=True):
                 self.values[(ns, channel, version)] = (type_, at)
         else:
@@ -234,12 +236,19 @@ class SegmentSaver(BaseCheckpointSaver[str]):
             return lock
 
     def _thread(self, thread_id: str) -> _Thread:
-        """The thread's index, read from its headers on first use (call with its lock held)."""
+        """The thread's index, read from its headers on first use (call with its lock held).
+
+        Raises:
+            CheckpointCorruptError: A header is not one this saver wrote.
+        """
         thread = self._threads.get(thread_id)
         if thread is None:
             thread = _Thread()
             for rec in self.store.read(_PREFIX + thread_id, kinds=[Kind.CHECKPOINT, Kind.WRITES]):
-                thread.add(rec.kind, rec.seq, ormsgpack.unpackb(rec.payload))
+                try:
+                    thread.add(rec.kind, rec.seq, ormsgpack.unpackb(rec.payload))
+                except (ValueError, TypeError, KeyError, IndexError) as exc:  # MsgpackDecodeError is a ValueError
+                    raise CheckpointCorruptError(thread_id, None, f"record {rec.seq}: {exc}") from exc
             self._threads[thread_id] = thread
         return thread
 
