@@ -177,3 +177,27 @@ def test_a_header_this_saver_did_not_write_is_a_checkpoint_corrupt_error(tmp_pat
         store.append("lg/t", payload, Kind.CHECKPOINT)
     with SegmentSaver(tmp_path / "lg") as saver, pytest.raises(CheckpointCorruptError, match=r"'t'.*record 1"):
         saver.get_tuple(_cfg("t"))
+
+
+def test_async_graph_runs_and_resumes_through_the_async_methods(tmp_path: Path) -> None:
+    from langgraph.graph import StateGraph
+
+    builder: StateGraph[Any] = StateGraph(int)
+    builder.add_node("inc", lambda x: x + 1)
+    builder.add_node("double", lambda x: x * 2)
+    builder.set_entry_point("inc")
+    builder.add_edge("inc", "double")
+    builder.set_finish_point("double")
+    cfg: Any = {"configurable": {"thread_id": "a"}}
+
+    async def run() -> tuple[Any, Any, int]:
+        async with SegmentSaver(tmp_path / "lg") as saver:
+            graph = builder.compile(checkpointer=saver, interrupt_before=["double"])
+            first = await graph.ainvoke(3, cfg)
+            final = await graph.ainvoke(None, cfg)
+            history = [s async for s in graph.aget_state_history(cfg)]
+            return first, final, len(history)
+
+    first, final, checkpoints = asyncio.run(run())
+    assert (first, final) == (4, 8)
+    assert checkpoints == 4  # the input, then one per superstep: __start__, inc, double
