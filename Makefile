@@ -51,6 +51,7 @@ bench: $(BENCHED) ## Benchmarks (not timed tests): prints medians, p99, ratios
 	$(PY) benches/bench_store.py
 	$(PY) benches/bench_actors.py
 	$(PY) benches/bench_workflow.py
+	$(PY) benches/bench_langgraph.py
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so

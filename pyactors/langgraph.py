@@ -267,7 +267,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
             thread.add(kind, seqs[at - 1], header)
 
     def _values(self, thread_id: str, seqs: Sequence[int]) -> dict[int, bytes]:
-        """Payloads of the value records at `seqs` (runs of adjacent seqs read with one call)."""
+        """Payloads of the value records at `seqs` (a run of adjacent seqs is one read of just those)."""
         wanted = sorted({s for s in seqs if s})
         out: dict[int, bytes] = {}
         i = 0
@@ -275,9 +275,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
             j = i + 1
             while j < len(wanted) and wanted[j] == wanted[j - 1] + 1:
                 j += 1
-            for rec in self.store.read(_PREFIX + thread_id, wanted[i] - 1, kinds=[VALUE_KIND]):
-                if rec.seq > wanted[j - 1]:
-                    break
+            for rec in self.store.read(_PREFIX + thread_id, wanted[i] - 1, kinds=[VALUE_KIND], limit=j - i):
                 out[rec.seq] = rec.payload
             i = j
         return out
