@@ -159,9 +159,9 @@ def test_sigkilled_graph_resumes_from_its_last_checkpoint_in_a_new_process(tmp_p
     out = subprocess.run([*child, "resume"], capture_output=True, text=True, check=True, timeout=60).stdout
     lines = out.splitlines()
     result = json.loads(lines[-1])
-    # The state the new process found is the one step 5 was given (or the one after it,
-    # if step 5 finished and was checkpointed before the kill landed).
-    assert result["before"]["n"] in {5, 6}
+    # The state the new process found is the one step 5 was given (or a later one, if
+    # more steps were checkpointed before the kill landed).
+    assert 5 <= result["before"]["n"] < 40
     assert result["before"]["seen"] == list(range(result["before"]["n"]))
     resumed_from = result["before"]["n"]
     assert lines[0] == f"started {resumed_from}"  # nothing checkpointed ran again

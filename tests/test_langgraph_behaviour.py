@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import operator
 import sqlite3
+import time
 from collections import Counter
 from contextlib import closing
 from typing import TYPE_CHECKING, Annotated, Any, TypedDict
@@ -38,11 +39,25 @@ class State(TypedDict, total=False):
 
 
 class Flaky:
-    """The nodes; `b` fails until `fixed` is set; every call is counted."""
+    """The nodes; `b` fails until `fixed` is set; every call is counted.
 
-    def __init__(self) -> None:
+    A broken `b` fails only once the saver holds `a`'s writes: if it failed first,
+    LangGraph would stop the superstep before saving them (whatever the saver).
+    """
+
+    def __init__(self, saver: BaseCheckpointSaver[Any]) -> None:
         self.calls: Counter[str] = Counter()
         self.fixed = False
+        self.saver = saver
+
+    def _wait_for_writes_of_a(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            tup = self.saver.get_tuple({"configurable": {"thread_id": "t1", "checkpoint_ns": ""}})
+            if tup is not None and any(channel == "a" for _, channel, _ in tup.pending_writes or ()):
+                return
+            time.sleep(0.005)
+        raise AssertionError("a's writes never reached the saver")
 
     def start(self, state: State) -> State:
         self.calls["start"] += 1
@@ -55,6 +70,7 @@ class Flaky:
     def b(self, state: State) -> State:
         self.calls["b"] += 1
         if not self.fixed:
+            self._wait_for_writes_of_a()
             raise ValueError("b is broken")
         return {"log": ["b"], "b": state["x"] * 100}
 
@@ -99,7 +115,7 @@ def _out(out: dict[str, Any]) -> dict[str, Any]:
 
 def scenario(saver: BaseCheckpointSaver[Any]) -> list[Any]:
     """Run the scenario; return its trace (checkpoint ids replaced by their order of appearance)."""
-    nodes = Flaky()
+    nodes = Flaky(saver)
     graph = build(nodes, saver)
     cfg: Any = {"configurable": {"thread_id": "t1"}}
     ids: dict[str, int] = {}
