@@ -19,7 +19,7 @@ $(PY):
 DEV_FEATURES := --features python,fault-injection
 
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
-	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint,bench -q
+	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint,bench,langgraph -q
 	@touch $@
 
 build: $(BUILT) ## Build the native core (release) into .venv

@@ -347,17 +347,26 @@ class SegmentStore:
         raws = self._log.latest_many(list(streams), kind)
         return {stream: None if raw is None else _record(raw) for stream, raw in zip(streams, raws, strict=True)}
 
-    def read(self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None) -> Iterator[Record]:
+    def read(
+        self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None, limit: int | None = None
+    ) -> Iterator[Record]:
         """Iterate over the live records of `stream` with ``seq > after_seq``, in order.
 
         Args:
             stream: The stream id.
             after_seq: Yield only records after this sequence number.
             kinds: Yield only records of these kinds (default: every kind).
+            limit: Yield at most this many records; no record after them is read.
 
-        Records are read lazily, one at a time, from their positions in the index.
+        Records are read lazily, in chunks of adjacent ones, from their positions in the index.
+
+        Raises:
+            InvalidArgumentError: A negative `limit`.
         """
-        it = self._log.read(stream, after_seq, None if kinds is None else list(kinds))
+        if limit is not None and limit < 0:
+            msg = f"limit must be at least 0, got {limit}"
+            raise InvalidArgumentError(msg)
+        it = self._log.read(stream, after_seq, None if kinds is None else list(kinds), limit)
         return (_record(raw) for raw in it)
 
     def streams(self) -> list[str]:

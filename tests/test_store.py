@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from pyactors import (
     CompactReport,
+    CorruptSegmentError,
     InvalidArgumentError,
     Kind,
     OpenReport,
@@ -246,6 +247,26 @@ def test_read_is_a_lazy_iterator(store: SegmentStore) -> None:
     assert next(it).seq == 1
     assert [r.seq for r in it] == [2, 3, 4, 5]
     assert next(it, None) is None
+
+
+def test_read_with_limit_yields_and_reads_only_that_many_records(store: SegmentStore) -> None:
+    for i in range(1, 6):
+        store.append("lim", b"record-%d" % i)
+    store.append("lim", b"MARK-6-damaged-later")
+    store.append("lim", b"record-7", kind=Kind.SNAPSHOT)
+    assert [r.seq for r in store.read("lim", limit=3)] == [1, 2, 3]
+    assert [r.seq for r in store.read("lim", after_seq=4, kinds=[Kind.SNAPSHOT], limit=1)] == [7]
+    assert list(store.read("lim", limit=0)) == []
+    # Damage record 6 on disk: a read limited to the records before it never touches it.
+    (seg,) = segment_files(store.path)
+    data = bytearray(seg.read_bytes())
+    data[data.index(b"MARK-6")] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    assert [r.payload for r in store.read("lim", after_seq=3, limit=2)] == [b"record-4", b"record-5"]
+    with pytest.raises(CorruptSegmentError):
+        list(store.read("lim", after_seq=3))
+    with pytest.raises(InvalidArgumentError, match="limit"):
+        store.read("lim", limit=-1)
 
 
 # --- append_many -----------------------------------------------------------------------

@@ -192,10 +192,19 @@ impl PySegmentLog {
         Ok(out.into_iter().map(|r| r.map(|r| to_py(py, r))).collect())
     }
 
-    #[pyo3(signature = (stream, after_seq=0, kinds=None))]
-    fn read(&self, py: Python<'_>, stream: String, after_seq: u64, kinds: Option<Vec<i64>>) -> PyResult<PyRecordIter> {
+    #[pyo3(signature = (stream, after_seq=0, kinds=None, limit=None))]
+    fn read(
+        &self,
+        py: Python<'_>,
+        stream: String,
+        after_seq: u64,
+        kinds: Option<Vec<i64>>,
+        limit: Option<usize>,
+    ) -> PyResult<PyRecordIter> {
         let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
-        let locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
+        let mut locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
+        // Only the first `limit` records are ever read (no read-ahead past them).
+        locs.truncate(limit.unwrap_or(usize::MAX));
         Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, pending: Mutex::new((0, VecDeque::new())) })
     }
 
