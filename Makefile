@@ -7,7 +7,7 @@ BUILT  := $(VENV)/.pyactors-built
 BENCHED := $(VENV)/.pyactors-bench-deps
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py lint build bench clean
+.PHONY: help demo test test-rs test-py lint build bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -51,6 +51,10 @@ bench: $(BENCHED) ## Benchmarks (not timed tests): prints medians, p99, ratios
 	$(PY) benches/bench_store.py
 	$(PY) benches/bench_actors.py
 	$(PY) benches/bench_workflow.py
+
+SOAK_KILLS ?= 10000
+soak: $(BUILT) ## The SIGKILL crash harness with 10,000 kills (SOAK_KILLS=n for another count); prints the counts
+	PYACTORS_CRASH_ITERATIONS=$(SOAK_KILLS) $(PY) -m pytest tests/crash/test_sigkill.py -q -s --timeout=0 -p no:cacheprovider
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so
