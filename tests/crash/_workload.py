@@ -194,8 +194,8 @@ def _guarded(name: str, work: Any) -> Any:
         try:
             work()
         except BaseException:
-            text = traceback.format_exc().replace("\n", " | ")
-            os.write(_OUT, f"! {name}: {text}\n".encode()[-4000:])
+            text = traceback.format_exc().replace("\n", " | ")[-3000:]  # one line, under PIPE_BUF
+            os.write(_OUT, f"! {name}: {text}\n".encode())
             os._exit(3)
 
     return run
