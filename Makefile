@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 BUILT  := $(VENV)/.pyactors-built
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py lint build bench clean
+.PHONY: help demo test test-rs test-py lint build bench soak clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -47,6 +47,10 @@ test-py: $(BUILT) ## The Python tests, with line coverage of pyactors/workflow (
 
 bench: $(BUILT) ## The benchmark suite: results.json, REPORT.md and plots in bench-out/
 	$(PY) -m pyactors bench --out bench-out
+
+SOAK_KILLS ?= 10000
+soak: $(BUILT) ## The SIGKILL crash harness with 10,000 kills (SOAK_KILLS=n for another count); prints the counts
+	PYACTORS_CRASH_ITERATIONS=$(SOAK_KILLS) $(PY) -m pytest tests/crash/test_sigkill.py -q -s --timeout=0 -p no:cacheprovider
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so

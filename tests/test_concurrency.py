@@ -1,4 +1,4 @@
-"""Many Python threads appending and reading one store at once."""
+"""Many Python threads appending, reading, pruning and compacting one store at once."""
 
 from __future__ import annotations
 
@@ -133,53 +133,70 @@ def test_eight_threads_appending_and_reading_keep_streams_gap_free_and_each_thre
         assert reopened.open_report.damaged == ()
 
 
-def test_threads_appending_while_others_prune_and_compact_lose_no_live_record(store_path: Path) -> None:
-    """Retention running beside appenders never removes a record it was not asked to."""
+def _check_snaps(store: SegmentStore, per_thread: int) -> None:
+    """Each thread's snapshot stream: its newest records, contiguous, the last one intact."""
+    for t in range(THREADS):
+        live = list(store.read(f"snap-{t}"))
+        seqs = [r.seq for r in live]
+        assert seqs == list(range(seqs[0], per_thread + 1)), (t, seqs)
+        assert [r.payload for r in live] == [payload(t, q - 1) for q in seqs], t
+        latest = store.latest(f"snap-{t}")
+        assert latest is not None
+        assert (latest.seq, latest.payload) == (per_thread, payload(t, per_thread - 1))
+
+
+def test_eight_threads_appending_reading_pruning_and_compacting_at_once_keep_every_invariant(
+    store_path: Path,
+) -> None:
+    """Each of 8 threads appends (alone and in batches), reads, prunes and compacts, all at once."""
     store = SegmentStore(store_path, segment_bytes=SMALL_SEGMENT)
-    errors: list[BaseException] = []
-    done = threading.Event()
     per_thread = 150
+    start = threading.Barrier(THREADS)
+    errors: list[tuple[int, BaseException]] = []
+    shared_seqs: dict[int, list[int]] = {t: [] for t in range(THREADS)}
+    ops = {"read": 0, "prune": 0, "compact": 0}
 
-    def appender(t: int) -> None:
+    def worker(t: int) -> None:
+        rng = random.Random(t)
+        own, snaps = f"thread-{t}", f"snap-{t}"
         try:
+            start.wait()
             for i in range(per_thread):
-                assert store.append(f"thread-{t}", payload(t, i)) == i + 1
-                store.append(f"snap-{t}", payload(t, i), kind=Kind.SNAPSHOT)
+                p = payload(t, i)
+                if i % 4 == 0:
+                    seqs = store.append_many([(own, p), (snaps, p, Kind.SNAPSHOT), (SHARED, p)])
+                else:
+                    seqs = [store.append(own, p), store.append(snaps, p, Kind.SNAPSHOT), store.append(SHARED, p)]
+                assert seqs[:2] == [i + 1, i + 1]
+                shared_seqs[t].append(seqs[2])
+                op = rng.choice(("read", "read", "prune", "compact", "none"))
+                if op == "read":
+                    _check_prefix(store, rng.choice([SHARED, *(f"thread-{u}" for u in range(THREADS))]))
+                elif op == "prune":
+                    store.prune(snaps, Kind.SNAPSHOT, keep_last=2)
+                    assert [r.seq for r in store.read(snaps)] == list(range(max(1, i), i + 2))
+                elif op == "compact":
+                    store.compact(min_dead_ratio=0.3)
+                ops[op] = ops.get(op, 0) + 1
         except BaseException as exc:
-            errors.append(exc)
+            errors.append((t, exc))
 
-    def janitor() -> None:
-        try:
-            while not done.is_set():
-                for t in range(4):
-                    store.prune(f"snap-{t}", Kind.SNAPSHOT, keep_last=1)
-                store.compact(min_dead_ratio=0.3)
-        except BaseException as exc:
-            errors.append(exc)
-
-    appenders = [threading.Thread(target=appender, args=(t,)) for t in range(4)]
-    cleaner = threading.Thread(target=janitor)
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
     try:
-        cleaner.start()
-        for th in appenders:
+        for th in threads:
             th.start()
-        for th in appenders:
+        for th in threads:
             th.join(timeout=100)
-        done.set()
-        cleaner.join(timeout=100)
+        assert not any(th.is_alive() for th in threads), "a thread is stuck"
         assert errors == []
-        for t in range(4):
-            _check_prefix(store, f"thread-{t}")
-            assert store.last_seq(f"thread-{t}") == per_thread
-            latest = store.latest(f"snap-{t}")
-            assert latest is not None
-            assert latest.payload == payload(t, per_thread - 1)
+        assert min(ops["read"], ops["prune"], ops["compact"]) > 0, ops
+        _check_final(store, per_thread, shared_seqs)
+        _check_snaps(store, per_thread)
+        assert store.verify().ok
     finally:
-        done.set()
         store.close()
     with SegmentStore(store_path) as reopened:
-        for t in range(4):
-            _check_prefix(reopened, f"thread-{t}")
-            assert reopened.last_seq(f"thread-{t}") == per_thread
-            assert reopened.latest(f"snap-{t}").payload == payload(t, per_thread - 1)  # type: ignore[union-attr]
+        _check_final(reopened, per_thread, shared_seqs)
+        _check_snaps(reopened, per_thread)
         assert reopened.verify().ok
+        assert reopened.open_report.damaged == ()

@@ -1,28 +1,20 @@
-"""Workflow recovery: interrupts at every position, SIGKILLed runs, complex state resumed."""
+"""Workflow recovery: interrupts at every position, complex state resumed (SIGKILLed runs: tests/crash/)."""
 
 from __future__ import annotations
 
 import operator
-import random
-import signal
-import subprocess
-import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pykka
 import pytest
-from _workflow_child import BRANCHES, INPUT, NODES, build
 from _workflows import DIAMOND_ORDER, DIAMOND_STEPS, SPANS, diamond, is_final
 
 from pyactors import END, FileCheckpointer, MemoryCheckpointer, PersistentActor, Workflow
-from pyactors.errors import CheckpointNotFoundError
-from pyactors.workflow import unfinished
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pyactors.workflow import CompiledWorkflow
 
     Checkpointer = FileCheckpointer | MemoryCheckpointer
@@ -97,166 +89,6 @@ def test_workflow_interruption_and_resumption(checkpointer: Checkpointer) -> Non
             t = f"{where}-{node}"
             assert sorted(_runs_of(t)) == sorted(DIAMOND_ORDER), t
             assert sorted(checkpointer.list(t)[0].completed_nodes) == sorted(DIAMOND_ORDER), t
-
-
-# -- kill -9 ---------------------------------------------------------------------------
-
-CHILD = Path(__file__).with_name("_workflow_child.py")
-CRASH_RUNS = 20  # workflow threads, each SIGKILLed once or twice, then finished by a new process
-PARALLEL = 4  # runs at once (each has its own store)
-MARGIN = 0.1  # a node that ended this long before the kill had its writes recorded
-
-
-@dataclass
-class _Life:
-    number: int
-    killed: bool
-    kill_at: float = 0.0
-    recorded: frozenset[str] = frozenset()
-    """The nodes the latest checkpoint showed as done or pending after this life."""
-    listed_unfinished: bool = False
-    has_checkpoint: bool = False
-    final: bool = False
-
-
-@dataclass
-class _Run:
-    index: int
-    store: Path
-    side: Path
-    lives: list[_Life] = field(default_factory=list)
-    final_state: dict[str, Any] | None = None
-    final_completed: tuple[str, ...] = ()
-
-
-def _side_lines(path: Path) -> list[tuple[int, str, str, float]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        life, node, what, t = line.split()
-        out.append((int(life), node, what, float(t)))
-    return out
-
-
-def _inspect(run: _Run, life: _Life) -> None:
-    """After a kill: what the thread's latest checkpoint records, and whether it is listed unfinished."""
-    with FileCheckpointer(run.store) as cp:
-        try:
-            latest = cp.list("job")[0]
-        except CheckpointNotFoundError:
-            return
-        life.has_checkpoint = True
-        life.recorded = frozenset(latest.completed_nodes) | frozenset(latest.pending_writes)
-        life.final = is_final(latest)
-        life.listed_unfinished = "job" in unfinished(cp)
-
-
-def _life(run: _Run, number: int, rng: random.Random, *, kill: str | None) -> _Life:
-    """Run one child; with `kill`, SIGKILL it "in-fan-out" or "anywhere" (if it is still running)."""
-    cmd = [sys.executable, str(CHILD), str(run.store), str(run.side), "job", str(number)]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-        try:
-            if kill == "in-fan-out":
-                # Once the first branch has started, before the longest one (p4) returns.
-                marker = f"{number} p1 start"
-                deadline = time.monotonic() + 20
-                while proc.poll() is None and time.monotonic() < deadline:
-                    if run.side.exists() and marker in run.side.read_text():
-                        break
-                    time.sleep(0.003)
-                time.sleep(rng.uniform(0.0, 0.2))
-            elif kill == "anywhere":  # start-up, the input, any superstep
-                time.sleep(rng.uniform(0.02, 0.5))
-            if kill is not None and proc.poll() is None:
-                kill_at = time.monotonic()
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-                if proc.returncode == -signal.SIGKILL:
-                    life = _Life(number, killed=True, kill_at=kill_at)
-                    _inspect(run, life)
-                    return life
-                # It finished between the poll and the signal: an ordinary, complete life.
-                assert proc.returncode == 0, proc.returncode
-                return _Life(number, killed=False)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    assert proc.returncode == 0, err.decode()
-    assert out == b"done\n", (out, err.decode())
-    return _Life(number, killed=False)
-
-
-def _crash_run(index: int, root: Path) -> _Run:
-    rng = random.Random(f"workflow-crash-{index}")
-    run = _Run(index, root / f"store-{index}", root / f"side-{index}.log")
-    run.lives.append(_life(run, 1, rng, kill=rng.choice(["in-fan-out", "anywhere"])))
-    if rng.random() < 0.35:
-        run.lives.append(_life(run, 2, rng, kill="anywhere"))
-    run.lives.append(_life(run, len(run.lives) + 1, rng, kill=None))
-    with FileCheckpointer(run.store) as cp:
-        latest = cp.list("job")[0]
-        assert is_final(latest), latest
-        run.final_state = latest.state
-        run.final_completed = tuple(latest.completed_nodes)
-        assert "job" not in unfinished(cp)
-    return run
-
-
-def test_crash_recovery(tmp_path: Path) -> None:
-    expected = build(str(tmp_path / "reference.log"), 0).compile(checkpointer=MemoryCheckpointer()).invoke(INPUT, "ref")
-    assert sorted(expected["seen"]) == sorted(NODES)
-
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        runs = list(pool.map(lambda i: _crash_run(i, tmp_path), range(CRASH_RUNS)))
-
-    kills = fan_out_kills = 0
-    for run in runs:
-        lines = _side_lines(run.side)
-        where = f"run {run.index}: lives {run.lives}, side log {lines}"
-        # The final state is the uninterrupted run's; each node is in the lineage once.
-        assert run.final_state == expected, where
-        assert sorted(run.final_completed) == sorted(NODES), where
-
-        starts: dict[int, list[str]] = {}
-        ends: dict[int, dict[str, float]] = {}
-        for life, node, what, t in lines:
-            if what == "start":
-                starts.setdefault(life, []).append(node)
-            else:
-                ends.setdefault(life, {})[node] = t
-        for life, nodes in starts.items():
-            assert len(nodes) == len(set(nodes)), f"{where}: a node ran twice in life {life}"
-
-        for life in run.lives:
-            if not life.killed:
-                continue
-            kills += 1
-            started = set(starts.get(life.number, []))
-            ended = ends.get(life.number, {})
-            in_flight = {n for n in started if n not in ended}
-            if in_flight & set(BRANCHES):
-                fan_out_kills += 1
-            # A checkpoint not final is listed by unfinished().
-            if life.has_checkpoint and not life.final:
-                assert life.listed_unfinished, where
-            # Checkpointed writes: the latest checkpoint's completed and pending nodes, and
-            # every node that had returned well before the kill.
-            done = set(life.recorded) | {n for n, t in ended.items() if t < life.kill_at - MARGIN}
-            for later in run.lives:
-                if later.number > life.number:
-                    again = done & set(starts.get(later.number, []))
-                    assert not again, f"{where}: {sorted(again)} ran again in life {later.number}"
-
-        # Every node ran at least once, and more often only in lives that were killed.
-        for node in NODES:
-            lives_run = [life for life in run.lives if node in starts.get(life.number, [])]
-            assert lives_run, f"{where}: {node} never ran"
-            assert all(life.killed for life in lives_run[:-1]), f"{where}: {node} ran again after a finished life"
-
-    assert kills >= 20
-    assert fan_out_kills >= 3, f"only {fan_out_kills} kills in the middle of the fan-out"
 
 
 # -- complex state -----------------------------------------------------------------------
