@@ -326,8 +326,9 @@ class SegmentStore:
 
         Each item is ``(stream, payload)`` (a `Kind.MESSAGE`) or
         ``(stream, payload, kind)``. All records are validated before any is
-        written: either all are appended or none. A crash (even SIGKILL) in the
-        middle of a long write can leave a prefix of the batch, in order.
+        written: either all are appended or none, also when a crash (even
+        SIGKILL, or a power loss) cuts the write: every record but the last says
+        more of its batch follow, and open drops a batch cut short whole.
         """
         batch = [(item[0], item[2] if len(item) > 2 else Kind.MESSAGE, item[1]) for item in records]  # noqa: PLR2004
         return self._log.append_many(batch)

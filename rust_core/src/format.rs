@@ -22,6 +22,9 @@ pub const MAX_PAYLOAD: usize = 1 << 30;
 pub const FLAG_ZSTD: u8 = 0x01;
 /// Record flag: a `MAC_LEN`-byte HMAC-SHA256 tag follows the payload (keyed stores).
 pub const FLAG_MAC: u8 = 0x02;
+/// Record flag: more records of the same write (one `append_many` batch) follow.
+/// A segment whose last record has it ends in a cut batch, dropped at open.
+pub const FLAG_BATCH_MORE: u8 = 0x04;
 /// Bytes of a record's HMAC-SHA256 tag.
 pub const MAC_LEN: usize = 32;
 /// Shortest authentication key accepted, in bytes.

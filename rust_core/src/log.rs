@@ -19,9 +19,9 @@ use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
     decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
     encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
-    IndexSummary, Manifest, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE,
-    LOCK_FILE, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX,
-    TOMBSTONE_ALL_KINDS,
+    IndexSummary, Manifest, FLAG_BATCH_MORE, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX,
+    KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -799,12 +799,15 @@ impl Inner {
                     }
                 };
                 let ts = r.timestamp_us.unwrap_or(ts_now);
+                // Every record of the write but the last says more follow, so a crash
+                // that cuts the write is seen at open and the whole batch dropped.
+                let more = if i + 1 < records.len() { FLAG_BATCH_MORE } else { 0 };
                 let header = Header {
                     offset: w.next_offset + i as u64,
                     seq,
                     timestamp_us: ts,
                     kind: r.kind,
-                    flags: r.flags,
+                    flags: (r.flags & !FLAG_BATCH_MORE) | more,
                     raw_len: r.raw_len,
                 };
                 let pos = w.pos + w.buf.len() as u64;

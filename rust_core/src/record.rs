@@ -12,10 +12,12 @@
 //! // flags bit 1 (FLAG_MAC): the payload is followed by a tag [MAC_LEN], the
 //! // HMAC-SHA256 of every byte from body_len to the end of the payload; body_len
 //! // counts the tag and the crc covers it.
+//! // flags bit 2 (FLAG_BATCH_MORE): more records of the same write follow; the
+//! // last record of a batch (and a record written alone) has it clear.
 //! ```
 
 use crate::auth::AuthKey;
-use crate::format::{FLAG_MAC, FLAG_ZSTD, MAC_LEN, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN};
+use crate::format::{FLAG_BATCH_MORE, FLAG_MAC, FLAG_ZSTD, MAC_LEN, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN};
 
 /// Bytes of the body counted by `body_len` before the stream id.
 const BODY_FIXED: usize = RECORD_HEADER_LEN - 8;
@@ -176,7 +178,7 @@ pub fn decode<'a>(buf: &'a [u8], key: Option<&AuthKey>) -> Result<Frame<'a>, Dec
     if kind == 0 {
         return Err(DecodeError::Invalid("record kind 0".into()));
     }
-    if flags & !(FLAG_ZSTD | FLAG_MAC) != 0 {
+    if flags & !(FLAG_ZSTD | FLAG_MAC | FLAG_BATCH_MORE) != 0 {
         return Err(DecodeError::Invalid(format!("unknown flags {flags:#x}")));
     }
     if stream_len == 0 || stream_len > MAX_STREAM_LEN || RECORD_HEADER_LEN + stream_len > tag_at {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::auth::AuthKey;
-use crate::format::{decode_tombstone, KIND_TOMBSTONE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{decode_tombstone, FLAG_BATCH_MORE, KIND_TOMBSTONE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::record::{announced_len, decode, offset_field, DecodeError, Header};
 
 /// A damaged byte range in a file.
@@ -135,7 +135,31 @@ pub fn scan(bytes: &[u8], path: &Path, base: u64, key: Option<&AuthKey>) -> Scan
             }
         }
     }
+    drop_cut_batch(&mut out, end);
     out
+}
+
+/// A write cut short by a crash ends with whole records that say more of their batch
+/// follow: the batch was never completed, so it goes whole, with the torn tail.
+fn drop_cut_batch(out: &mut Scan, end: u64) {
+    let more = |r: &Found| r.header.flags & FLAG_BATCH_MORE != 0;
+    let mut dropped = 0;
+    while out.records.last().is_some_and(more) {
+        out.records.pop();
+        dropped += 1;
+    }
+    if dropped == 0 {
+        return;
+    }
+    let offset = out.records.last().map_or(SEGMENT_HEADER_LEN as u64, |r| r.pos + u64::from(r.len));
+    let torn = out.tail.take().map_or(0, |t| t.records);
+    out.damaged.retain(|d| d.offset < offset);
+    out.tail = Some(Tail {
+        offset,
+        bytes: end - offset,
+        records: dropped + torn,
+        reason: format!("a batch cut short (torn write): its {dropped} whole records are dropped with it"),
+    });
 }
 
 /// The position and global offset of the next valid record after damage at `from`. A candidate

@@ -26,7 +26,7 @@ fn bytes(cell: &str) -> Vec<u8> {
 #[test]
 fn every_documented_constant_matches_the_code() {
     let rows = table();
-    assert_eq!(rows.len(), 18, "the table lists every format constant");
+    assert_eq!(rows.len(), 19, "the table lists every format constant");
     for (name, value) in rows {
         let num = || value.parse::<u64>().expect("number");
         match name.as_str() {
@@ -42,6 +42,7 @@ fn every_documented_constant_matches_the_code() {
             "MAX_STREAM_LEN" => assert_eq!(num(), f::MAX_STREAM_LEN as u64),
             "FLAG_ZSTD" => assert_eq!(num(), u64::from(f::FLAG_ZSTD)),
             "FLAG_MAC" => assert_eq!(num(), u64::from(f::FLAG_MAC)),
+            "FLAG_BATCH_MORE" => assert_eq!(num(), u64::from(f::FLAG_BATCH_MORE)),
             "MAC_LEN" => assert_eq!(num(), f::MAC_LEN as u64),
             "MIN_KEY_LEN" => assert_eq!(num(), f::MIN_KEY_LEN as u64),
             "KEY_ID_AT" => assert_eq!(num(), f::KEY_ID_AT),
