@@ -1810,8 +1810,11 @@ impl Recovery<'_> {
             report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             end = t.offset;
         }
-        // What was recovered is made durable before anything is appended after it.
-        if !read_only {
+        // Under `group` and `sync`, what was recovered is made durable before anything is
+        // appended after it (the new life may act on records a power loss would take back).
+        // `process` promises only a prefix after a power loss, so its open skips the
+        // fdatasync, which costs milliseconds when the killed writer left dirty pages.
+        if !read_only && self.opts.durability != Durability::Process {
             file.sync_data().at(&path)?;
         }
         let mut next_offset = min_offset.max(seg);
