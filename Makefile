@@ -5,9 +5,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BUILT  := $(VENV)/.pyactors-built
 BENCHED := $(VENV)/.pyactors-bench-deps
+FUZZED  := $(VENV)/.pyactors-fuzz-deps
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py lint build bench clean
+.PHONY: help demo test test-rs test-py lint build bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -23,6 +24,11 @@ $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
 # The benchmarks' baselines (LangGraph and its savers) are installed only for `make bench`.
 $(BENCHED): $(BUILT)
 	$(VENV)/bin/maturin develop --release --locked --extras test,lint,bench -q
+	@touch $@
+
+# atheris is installed only for `make fuzz`.
+$(FUZZED): $(BUILT)
+	$(VENV)/bin/maturin develop --release --locked --extras test,lint,fuzz -q
 	@touch $@
 
 build: $(BUILT) ## Build the native core (release) into .venv
@@ -51,6 +57,24 @@ bench: $(BENCHED) ## Benchmarks (not timed tests): prints medians, p99, ratios
 	$(PY) benches/bench_store.py
 	$(PY) benches/bench_actors.py
 	$(PY) benches/bench_workflow.py
+
+# Each target runs FUZZ_SECONDS; seeds come from real stores (tests/fuzz/seeds.py), and
+# what the fuzzers add to the corpora stays in target/fuzz-corpus for the next run. cargo
+# fuzz runs on the stable toolchain without a sanitizer (the crate forbids unsafe code);
+# libFuzzer still reports panics, overflows (debug assertions are on), hangs and OOMs.
+FUZZ_SECONDS ?= 600
+FUZZ_CORPUS  := target/fuzz-corpus
+FUZZ_TMPDIR  := $(shell test -d /dev/shm && echo /dev/shm || echo /tmp)
+CARGO_FUZZ_VERSION := 0.13.2
+
+fuzz: $(FUZZED) ## Fuzz each target FUZZ_SECONDS (default 600): cargo fuzz decode, roundtrip, open_dir; atheris store
+	@cargo fuzz --version 2>/dev/null | grep -q ' $(CARGO_FUZZ_VERSION)$$' || cargo install cargo-fuzz --locked --version $(CARGO_FUZZ_VERSION)
+	$(PY) tests/fuzz/seeds.py $(FUZZ_CORPUS)
+	for t in decode roundtrip open_dir; do \
+		(cd rust_core && TMPDIR=$(FUZZ_TMPDIR) cargo fuzz run --sanitizer none $$t ../$(FUZZ_CORPUS)/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1) || exit 1; \
+	done
+	$(PY) tests/fuzz/fuzz_store.py $(FUZZ_CORPUS)/store -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 clean: ## Remove build outputs and the venv
 	rm -rf target $(VENV) pyactors/_core*.so

@@ -258,6 +258,10 @@ struct SyncState {
     peak: usize,
 }
 
+/// Highest global offset an active segment may continue from: no store writes 2^63
+/// records, so a larger one is damage, and appends can never overflow an offset.
+const MAX_OFFSET: u64 = 1 << 63;
+
 /// Longest run of adjacent records read with one `pread`.
 const MAX_READ_RUN: u64 = 4 << 20;
 
@@ -1450,14 +1454,12 @@ impl Recovery<'_> {
             };
             return Ok((w, index, handles, report));
         };
-        let mut next_offset = 0;
         for &seg in sealed {
             let summary = self.open_sealed(seg, has_index.contains(&seg), tolerant, &mut report)?;
-            next_offset = next_offset.max(seg + summary.records);
             report.records += summary.records;
             index.add_sealed(summary);
         }
-        let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
+        let (writer, records) = self.open_active(active, tolerant, &mut index, &mut report)?;
         index.active_base = active;
         report.records += records;
         if has_index.contains(&active) {
@@ -1541,7 +1543,6 @@ impl Recovery<'_> {
     fn open_active(
         &self,
         seg: u64,
-        min_offset: u64,
         tolerant: bool,
         index: &mut Index,
         report: &mut OpenReport,
@@ -1595,11 +1596,17 @@ impl Recovery<'_> {
         }
         // What was recovered is made durable before anything is appended after it.
         file.sync_data().at(&path)?;
-        let mut next_offset = min_offset.max(seg);
+        // The next record continues the offsets the scan expects: one past the last
+        // valid record, or the segment's base. (Taking a sealed segment's end instead
+        // made the scan at the next open take the new records for damage when names and
+        // offsets disagree: found by the open_dir fuzz target.)
+        let next_offset = records.last().map_or(seg, |r| r.header.offset.saturating_add(1));
+        if next_offset > MAX_OFFSET {
+            return Err(CoreError::corrupt(&path, 16, format!("global offset {next_offset} is past 2^63")));
+        }
         for r in &records {
             let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };
             index.streams.entry(r.stream.clone()).or_default().add_active(seg, e, r.tombstone);
-            next_offset = next_offset.max(r.header.offset + 1);
         }
         let w = Writer { file, base: seg, pos: end, next_offset, lsn: 0, appended: 0, buf: Vec::new(), failed: None };
         Ok((w, records.len() as u64))
