@@ -993,9 +993,12 @@ impl Inner {
     /// A sealed segment's entries for `stream`, from its index file. A damaged index
     /// file is rebuilt from the segment and read again.
     fn sealed_entries(&self, seg: u64, stream: &str) -> Result<Vec<Entry>> {
-        let Some((at, n, crc)) = ({
+        let Some((at, n, crc, seg_len)) = ({
             let idx = read(&self.index);
-            idx.sealed.get(&seg).and_then(|s| s.streams.get(stream)).map(|s| (s.entries_at, s.entries, s.entries_crc))
+            idx.sealed
+                .get(&seg)
+                .and_then(|s| Some((s.len, s.streams.get(stream)?)))
+                .map(|(len, s)| (s.entries_at, s.entries, s.entries_crc, len))
         }) else {
             return Ok(Vec::new());
         };
@@ -1003,8 +1006,9 @@ impl Inner {
         let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
         let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok()
             && crc32c::crc32c(&buf) == crc;
-        if ok {
-            return Ok(decode_entries(&buf));
+        let entries = if ok { decode_entries(&buf) } else { Vec::new() };
+        if ok && entries.iter().all(|e| e.within(seg_len)) {
+            return Ok(entries);
         }
         if !read(&self.index).sealed.contains_key(&seg) {
             return Ok(Vec::new()); // compacted away meanwhile: the caller looks again
@@ -1356,7 +1360,13 @@ fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64
     if crc32c::crc32c(sum) != sum_crc {
         return Err((INDEX_HEADER_LEN as u64, "summary checksum mismatch".into()));
     }
-    decode_summary(base, seg_len, records, sum).ok_or((INDEX_HEADER_LEN as u64, "summary does not parse".into()))
+    let summary = decode_summary(base, seg_len, records, sum)
+        .ok_or((INDEX_HEADER_LEN as u64, "summary does not parse".into()))?;
+    if summary.streams.iter().flat_map(|s| &s.latest).any(|e| !e.within(seg_len)) {
+        // A read would trust it (found by the open_dir fuzz target).
+        return Err((INDEX_HEADER_LEN as u64, "an entry points outside the segment".into()));
+    }
+    Ok(summary)
 }
 
 /// Scan a sealed segment and write its index file anew. Returns the summary and the

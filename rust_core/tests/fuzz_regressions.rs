@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 fn replay(target: &str, check: fn(&[u8])) {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/fuzz").join(target);
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir).expect("tests/data/fuzz").map(|e| e.expect("entry").path()).collect();
+    let mut names: Vec<PathBuf> =
+        std::fs::read_dir(&dir).expect("tests/data/fuzz").map(|e| e.expect("entry").path()).collect();
     names.sort();
     for path in names {
         let data = std::fs::read(&path).expect("input");

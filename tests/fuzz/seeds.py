@@ -59,7 +59,7 @@ def main() -> None:
         d.mkdir(parents=True, exist_ok=True)
 
     def put(target: str, data: bytes) -> None:
-        (corpora[target] / hashlib.sha1(data).hexdigest()).write_bytes(data)  # noqa: S324 - a file name
+        (corpora[target] / hashlib.sha1(data).hexdigest()).write_bytes(data)
 
     with tempfile.TemporaryDirectory() as tmp:
         for files in stores(Path(tmp)):

@@ -13,9 +13,9 @@ use std::path::Path;
 
 use pyactors_core::codec;
 use pyactors_core::format::{
-    decode_index_header, decode_segment_header, decode_summary, decode_tombstone, encode_index,
-    encode_segment_header, encode_tombstone, index_name, segment_name, FLAG_ZSTD, INDEX_HEADER_LEN,
-    KIND_TOMBSTONE, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+    decode_index_header, decode_segment_header, decode_summary, decode_tombstone, encode_index, encode_segment_header,
+    encode_tombstone, index_name, segment_name, FLAG_ZSTD, INDEX_HEADER_LEN, KIND_TOMBSTONE, MAX_STREAM_LEN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use pyactors_core::record::{self, DecodeError, Header};
 use pyactors_core::scan::{scan, Scan};
@@ -141,7 +141,8 @@ fn check_scan(data: &[u8], base: u64, s: &Scan) {
 fn decode_index_bytes(data: &[u8]) {
     let _ = decode_summary(0, 0, 0, data);
     let Ok((base, seg_len, records, sum_len, _)) = decode_index_header(data) else { return };
-    let Some(sum) = usize::try_from(sum_len).ok().and_then(|l| data.get(INDEX_HEADER_LEN..INDEX_HEADER_LEN.checked_add(l)?))
+    let Some(sum) =
+        usize::try_from(sum_len).ok().and_then(|l| data.get(INDEX_HEADER_LEN..INDEX_HEADER_LEN.checked_add(l)?))
     else {
         return;
     };
@@ -157,13 +158,10 @@ fn decode_index_bytes(data: &[u8]) {
     assert_eq!(crc32c::crc32c(sum2), sum_crc2);
     assert_eq!(decode_summary(base, seg_len, records, sum2).as_ref(), Some(&again), "summary round trip");
     for (a, b) in summary.streams.iter().zip(&again.streams) {
-        assert_eq!((&a.stream, a.last_seq, a.max_entry_seq, &a.latest, &a.tombstones), (
-            &b.stream,
-            b.last_seq,
-            b.max_entry_seq,
-            &b.latest,
-            &b.tombstones
-        ));
+        assert_eq!(
+            (&a.stream, a.last_seq, a.max_entry_seq, &a.latest, &a.tombstones),
+            (&b.stream, b.last_seq, b.max_entry_seq, &b.latest, &b.tombstones)
+        );
     }
 }
 
@@ -216,13 +214,23 @@ pub fn roundtrip(data: &[u8]) {
     let kind = if kind == KIND_TOMBSTONE { kind + 1 } else { kind };
     for (i, piece) in pieces.iter().enumerate() {
         let Some(at) = offset.checked_add(i as u64) else { break };
-        let h = Header { offset: at, seq: seq.wrapping_add(i as u64), kind, raw_len: piece.len() as u32, ..raw.clone() };
+        let h =
+            Header { offset: at, seq: seq.wrapping_add(i as u64), kind, raw_len: piece.len() as u32, ..raw.clone() };
         want.push((seg.len() as u64, h.clone()));
         record::encode(&mut seg, &h, &stream, piece);
     }
-    seg.truncate(want.last().map_or(SEGMENT_HEADER_LEN, |(pos, h)| *pos as usize + RECORD_HEADER_LEN + stream.len() + h.raw_len as usize));
+    seg.truncate(
+        want.last().map_or(SEGMENT_HEADER_LEN, |(pos, h)| {
+            *pos as usize + RECORD_HEADER_LEN + stream.len() + h.raw_len as usize
+        }),
+    );
     let s = scan(&seg, Path::new("fuzz.seg"), offset);
-    assert!(s.damaged.is_empty() && s.tail.is_none(), "a clean segment scanned as damaged: {:?} {:?}", s.damaged, s.tail);
+    assert!(
+        s.damaged.is_empty() && s.tail.is_none(),
+        "a clean segment scanned as damaged: {:?} {:?}",
+        s.damaged,
+        s.tail
+    );
     let got: Vec<(u64, Header)> = s.records.iter().map(|r| (r.pos, r.header.clone())).collect();
     assert_eq!(got, want, "scan of a clean segment");
 }
@@ -395,11 +403,10 @@ pub fn open_dir(data: &[u8]) {
         check_reads(&log, &genuine);
         let before = log.last_seq(PROBE).unwrap_or_else(|e| panic!("last_seq: {e}"));
         let big = vec![b'p'; 600];
-        let probes = [NewRecord { stream: PROBE, kind: 2, payload: b"probe" }, NewRecord {
-            stream: PROBE,
-            kind: 2,
-            payload: &big,
-        }];
+        let probes = [
+            NewRecord { stream: PROBE, kind: 2, payload: b"probe" },
+            NewRecord { stream: PROBE, kind: 2, payload: &big },
+        ];
         let seqs = match log.append_many(&probes) {
             Ok(s) => s.into_iter().map(|(seq, _)| seq).collect::<Vec<u64>>(),
             Err(e) => panic!("{mode:?}: append after a successful open failed: {e}"),
