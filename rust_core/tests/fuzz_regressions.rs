@@ -1,6 +1,7 @@
 //! Every input the fuzz targets found a crash with, replayed through the same checks
 //! (`rust_core/fuzz/src/lib.rs`, included here) by plain `cargo test`. The inputs are
 //! committed under `tests/data/fuzz/<target>/`, named after the bug they found.
+#![allow(clippy::expect_used)] // test code: a failed expectation is the test failing
 
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
