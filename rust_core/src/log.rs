@@ -258,8 +258,8 @@ struct SyncState {
     peak: usize,
 }
 
-/// Highest global offset an active segment may continue from: no store writes 2^63
-/// records, so a larger one is damage, and appends can never overflow an offset.
+/// Highest global offset a store may reach: no store writes 2^63 records, so open
+/// takes a larger one for damage, and appends past it are refused (offsets never overflow).
 const MAX_OFFSET: u64 = 1 << 63;
 
 /// Longest run of adjacent records read with one `pread`.
@@ -702,6 +702,12 @@ impl Inner {
                 self.seg_path(w.base),
                 std::io::Error::other(format!("an earlier fdatasync failed ({why}); reopen the store")),
             ));
+        }
+        if w.next_offset.saturating_add(records.len() as u64) > MAX_OFFSET {
+            // Only a store whose segment names were tampered with gets here; open refuses
+            // anything past the limit, so nothing written is ever unreadable.
+            let why = format!("global offset {} would pass 2^63", w.next_offset);
+            return Err(CoreError::corrupt(self.seg_path(w.base), 16, why));
         }
         let ts_now = now_us();
         let mut assigned = Vec::with_capacity(records.len());

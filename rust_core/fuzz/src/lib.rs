@@ -409,6 +409,8 @@ pub fn open_dir(data: &[u8]) {
         ];
         let seqs = match log.append_many(&probes) {
             Ok(s) => s.into_iter().map(|(seq, _)| seq).collect::<Vec<u64>>(),
+            // Segment names at the 2^63 offset limit: refused, and nothing was written.
+            Err(CoreError::Corrupt { reason, .. }) if reason.contains("would pass 2^63") => continue,
             Err(e) => panic!("{mode:?}: append after a successful open failed: {e}"),
         };
         assert_eq!(seqs, vec![before + 1, before + 2], "probe seqs");
