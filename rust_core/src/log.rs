@@ -1332,7 +1332,7 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
     }
     for s in &summary.streams {
         let at = s.entries_at as usize;
-        let end = at + s.entries as usize * INDEX_ENTRY_LEN;
+        let end = at.saturating_add(s.entries as usize * INDEX_ENTRY_LEN);
         match bytes.get(at..end) {
             Some(block) if crc32c::crc32c(block) == s.entries_crc => {}
             _ => return Err(damage(s.entries_at, format!("entries of stream {:?} are damaged", s.stream))),
@@ -1343,7 +1343,9 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
 
 /// The length of an index file with this summary (None when it lists no stream).
 fn index_file_len(s: &IndexSummary) -> Option<u64> {
-    s.streams.iter().map(|st| st.entries_at + u64::from(st.entries) * INDEX_ENTRY_LEN as u64).max()
+    // Saturating: a crafted `entries_at` must not overflow (found by the open_dir fuzz
+    // target); a length past the file's is rebuilt like any damaged index.
+    s.streams.iter().map(|st| st.entries_at.saturating_add(u64::from(st.entries) * INDEX_ENTRY_LEN as u64)).max()
 }
 
 fn read_all_io(h: &Handle) -> std::io::Result<Vec<u8>> {
