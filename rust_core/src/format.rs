@@ -183,6 +183,16 @@ pub struct Entry {
     pub kind: u8,
 }
 
+impl Entry {
+    /// True when the frame it points at lies inside a segment of `seg_len` bytes, after
+    /// the header. Index entries are checked with it before any read trusts them.
+    pub fn within(&self, seg_len: u64) -> bool {
+        self.pos >= SEGMENT_HEADER_LEN as u64
+            && u64::from(self.len) > RECORD_HEADER_LEN as u64
+            && self.pos.checked_add(u64::from(self.len)).is_some_and(|end| end <= seg_len)
+    }
+}
+
 /// What a sealed segment holds of one stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamSummary {

@@ -268,6 +268,10 @@ struct SyncState {
     peak: usize,
 }
 
+/// Highest global offset a store may reach: no store writes 2^63 records, so open
+/// takes a larger one for damage, and appends past it are refused (offsets never overflow).
+const MAX_OFFSET: u64 = 1 << 63;
+
 /// Longest run of adjacent records read with one `pread`.
 const MAX_READ_RUN: u64 = 4 << 20;
 
@@ -778,6 +782,12 @@ impl Inner {
                 std::io::Error::other(format!("an earlier fdatasync failed ({why}); reopen the store")),
             ));
         }
+        if w.next_offset.saturating_add(records.len() as u64) > MAX_OFFSET {
+            // Only a store whose segment names were tampered with gets here; open refuses
+            // anything past the limit, so nothing written is ever unreadable.
+            let why = format!("global offset {} would pass 2^63", w.next_offset);
+            return Err(CoreError::corrupt(self.seg_path(w.base), 16, why));
+        }
         let ts_now = now_us();
         let mut assigned = Vec::with_capacity(records.len());
         let mut entries = Vec::with_capacity(records.len());
@@ -1080,9 +1090,12 @@ impl Inner {
     /// A sealed segment's entries for `stream`, from its index file. A damaged index
     /// file is rebuilt from the segment and read again.
     fn sealed_entries(&self, seg: u64, stream: &str) -> Result<Vec<Entry>> {
-        let Some((at, n, crc)) = ({
+        let Some((at, n, crc, seg_len)) = ({
             let idx = read(&self.index);
-            idx.sealed.get(&seg).and_then(|s| s.streams.get(stream)).map(|s| (s.entries_at, s.entries, s.entries_crc))
+            idx.sealed
+                .get(&seg)
+                .and_then(|s| Some((s.len, s.streams.get(stream)?)))
+                .map(|(len, s)| (s.entries_at, s.entries, s.entries_crc, len))
         }) else {
             return Ok(Vec::new());
         };
@@ -1090,8 +1103,9 @@ impl Inner {
         let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
         let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok()
             && crc32c::crc32c(&buf) == crc;
-        if ok {
-            return Ok(decode_entries(&buf));
+        let entries = if ok { decode_entries(&buf) } else { Vec::new() };
+        if ok && entries.iter().all(|e| e.within(seg_len)) {
+            return Ok(entries);
         }
         if !read(&self.index).sealed.contains_key(&seg) {
             return Ok(Vec::new()); // compacted away meanwhile: the caller looks again
@@ -1441,7 +1455,7 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
     }
     for s in &summary.streams {
         let at = s.entries_at as usize;
-        let end = at + s.entries as usize * INDEX_ENTRY_LEN;
+        let end = at.saturating_add(s.entries as usize * INDEX_ENTRY_LEN);
         match bytes.get(at..end) {
             Some(block) if crc32c::crc32c(block) == s.entries_crc => {}
             _ => return Err(damage(s.entries_at, format!("entries of stream {:?} are damaged", s.stream))),
@@ -1452,7 +1466,9 @@ fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> 
 
 /// The length of an index file with this summary (None when it lists no stream).
 fn index_file_len(s: &IndexSummary) -> Option<u64> {
-    s.streams.iter().map(|st| st.entries_at + u64::from(st.entries) * INDEX_ENTRY_LEN as u64).max()
+    // Saturating: a crafted `entries_at` must not overflow (found by the open_dir fuzz
+    // target); a length past the file's is rebuilt like any damaged index.
+    s.streams.iter().map(|st| st.entries_at.saturating_add(u64::from(st.entries) * INDEX_ENTRY_LEN as u64)).max()
 }
 
 fn read_all_io(h: &Handle) -> std::io::Result<Vec<u8>> {
@@ -1475,7 +1491,13 @@ fn parse_index(bytes: &[u8], seg: u64) -> std::result::Result<IndexSummary, (u64
     if crc32c::crc32c(sum) != sum_crc {
         return Err((INDEX_HEADER_LEN as u64, "summary checksum mismatch".into()));
     }
-    decode_summary(base, seg_len, records, sum).ok_or((INDEX_HEADER_LEN as u64, "summary does not parse".into()))
+    let summary = decode_summary(base, seg_len, records, sum)
+        .ok_or((INDEX_HEADER_LEN as u64, "summary does not parse".into()))?;
+    if summary.streams.iter().flat_map(|s| &s.latest).any(|e| !e.within(seg_len)) {
+        // A read would trust it (found by the open_dir fuzz target).
+        return Err((INDEX_HEADER_LEN as u64, "an entry points outside the segment".into()));
+    }
+    Ok(summary)
 }
 
 /// Scan a sealed segment and write its index file anew. Returns the summary and the
@@ -1576,16 +1598,16 @@ impl Recovery<'_> {
             Some((&last, rest)) if !active_gone => (rest, Some(last)),
             _ => (&segs[..], None),
         };
-        let mut next_offset = 0;
+        let mut sealed_end = 0u64;
         for &seg in sealed {
             let summary = self.open_sealed(seg, has_index.contains(&seg), tolerant, &mut report)?;
-            next_offset = next_offset.max(seg + summary.records);
+            sealed_end = sealed_end.max(seg.saturating_add(summary.records));
             report.records += summary.records;
             index.add_sealed(summary);
         }
         let writer = match active {
             Some(active) => {
-                let (writer, records) = self.open_active(active, next_offset, tolerant, &mut index, &mut report)?;
+                let (writer, records) = self.open_active(active, tolerant, &mut index, &mut report)?;
                 report.records += records;
                 if has_index.contains(&active) && !read_only {
                     // Left by a roll that crashed before the next segment existed: stale once we append.
@@ -1600,10 +1622,10 @@ impl Recovery<'_> {
                 )))
             }
             None => Writer {
-                file: create_segment(self.fs, self.dir, next_offset, key_id(self.opts))?,
-                base: next_offset,
+                file: create_segment(self.fs, self.dir, sealed_end, key_id(self.opts))?,
+                base: sealed_end,
                 pos: SEGMENT_HEADER_LEN as u64,
-                next_offset,
+                next_offset: sealed_end,
                 lsn: 0,
                 appended: 0,
                 buf: Vec::new(),
@@ -1761,7 +1783,6 @@ impl Recovery<'_> {
     fn open_active(
         &self,
         seg: u64,
-        min_offset: u64,
         tolerant: bool,
         index: &mut Index,
         report: &mut OpenReport,
@@ -1817,11 +1838,17 @@ impl Recovery<'_> {
         if !read_only && self.opts.durability != Durability::Process {
             file.sync_data().at(&path)?;
         }
-        let mut next_offset = min_offset.max(seg);
+        // The next record continues the offsets the scan expects: one past the last
+        // valid record, or the segment's base. (Taking a sealed segment's end instead
+        // made the scan at the next open take the new records for damage when names and
+        // offsets disagree: found by the open_dir fuzz target.)
+        let next_offset = records.last().map_or(seg, |r| r.header.offset.saturating_add(1));
+        if next_offset > MAX_OFFSET {
+            return Err(CoreError::corrupt(&path, 16, format!("global offset {next_offset} is past 2^63")));
+        }
         for r in &records {
             let e = Entry { seq: r.header.seq, pos: r.pos, len: r.len, kind: r.header.kind };
             index.streams.entry(r.stream.clone()).or_default().add_active(seg, e, r.tombstone);
-            next_offset = next_offset.max(r.header.offset + 1);
         }
         let w = Writer { file, base: seg, pos: end, next_offset, lsn: 0, appended: 0, buf: Vec::new(), failed: None };
         Ok((w, records.len() as u64))

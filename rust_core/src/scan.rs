@@ -115,7 +115,8 @@ pub fn scan(bytes: &[u8], path: &Path, base: u64, key: Option<&AuthKey>) -> Scan
                         tombstone,
                     });
                     pos += f.len as u64;
-                    expected += 1;
+                    // A crafted base near u64::MAX must not overflow (no real store gets there).
+                    expected = expected.saturating_add(1);
                     continue;
                 }
                 "malformed tombstone".to_string()
@@ -170,7 +171,7 @@ fn resync(bytes: &[u8], from: u64, expected: u64, key: Option<&AuthKey>) -> Opti
     let mut q = from + 1;
     while q + MIN_FRAME <= end {
         let cand = &bytes[q as usize..];
-        let max_offset = expected + (q - from) / MIN_FRAME + 1;
+        let max_offset = expected.saturating_add((q - from) / MIN_FRAME + 1);
         let offset = offset_field(cand).unwrap_or(0);
         let plausible =
             (expected..=max_offset).contains(&offset) && announced_len(cand).is_some_and(|l| q + l as u64 <= end);

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `pyactors_core_fuzz::open_dir`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pyactors_core_fuzz::open_dir(data));

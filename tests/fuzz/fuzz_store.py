@@ -1,0 +1,151 @@
+"""atheris target: the Python open/read path over arbitrary store files.
+
+The input packs the files of a store directory in the format of the Rust target
+`open_dir` (``rust_core/fuzz/src/lib.rs``, `unpack`): ``{ flags u8 | file * }``, file =
+``{ type u8 | base u64 | len u16 | bytes [len] }``, little endian, at most 8 files;
+``type`` bit 0 selects ``{base:020}.idx`` over ``{base:020}.seg``. (The ``flags`` bit
+that makes the Rust target fix checksums is ignored here.) `check` opens the directory
+with `SegmentStore`, strict and then tolerant, reads everything, verifies, compacts and
+appends; the only exceptions allowed out are the documented ones of `pyactors.errors`.
+Anything else, or a broken property, is a crash.
+
+Run by ``make fuzz`` (``python tests/fuzz/fuzz_store.py CORPUS_DIR -max_total_time=N``);
+``tests/fuzz/test_fuzz_regressions.py`` replays every input under
+``tests/data/fuzz/store/`` through `check`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import struct
+import sys
+import tempfile
+from pathlib import Path
+
+if __name__ == "__main__":  # `make fuzz`: coverage feedback from the pyactors modules
+    import atheris
+
+    with atheris.instrument_imports(include=["pyactors"]):
+        import pyactors  # noqa: F401
+
+from pyactors import CorruptSegmentError, FormatVersionError, Kind, MsgpackSerializer, SegmentStore
+from pyactors.errors import SerializationError
+
+__all__ = ["check", "main", "unpack"]
+
+_FILE = struct.Struct("<BQH")
+_MAX_FILES = 8
+_PROBE = "fuzz/probe"
+_SAFE = MsgpackSerializer()
+
+
+def unpack(data: bytes) -> list[tuple[str, bytes]]:
+    """The (file name, bytes) pairs packed in `data` (see the module docstring)."""
+    files: dict[str, bytes] = {}
+    at = 1
+    while at < len(data) and len(files) < _MAX_FILES:
+        head = data[at : at + _FILE.size].ljust(_FILE.size, b"\0")
+        kind, base, length = _FILE.unpack(head)
+        at += _FILE.size
+        name = f"{base:020}.{'idx' if kind & 1 else 'seg'}"
+        files.pop(name, None)
+        files[name] = data[at : at + length]
+        at += length
+    return list(files.items())
+
+
+def _scratch() -> str:
+    shm = "/dev/shm"  # no fsync cost on tmpfs
+    return tempfile.mkdtemp(prefix="pyactors-fuzz-", dir=shm if os.path.isdir(shm) else None)
+
+
+def check(data: bytes) -> None:
+    """Open the packed store strict, then (a fresh copy) tolerant, and use it.
+
+    Open raises nothing but `CorruptSegmentError` or `FormatVersionError`, and a store
+    that opens strict opens tolerant too; reads, `latest_many`, `compact` and decoding
+    payloads raise nothing but `CorruptSegmentError` (`SerializationError` from the
+    msgpack serializer); a stream's records come back in rising seq order; appends
+    after the open get the next seqs and read back.
+    """
+    files = unpack(data)
+    strict_opened = False
+    for tolerant in (False, True):
+        root = _scratch()
+        try:
+            path = Path(root) / "store"
+            path.mkdir()
+            for name, content in files:
+                (path / name).write_bytes(content)
+            try:
+                store = SegmentStore(path, tolerant=tolerant)
+            except (CorruptSegmentError, FormatVersionError):
+                assert not strict_opened, "opens strict but not tolerant"
+                continue
+            strict_opened |= not tolerant
+            with store:
+                _use(store)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _use(store: SegmentStore) -> None:
+    report = store.open_report
+    assert report.segments >= 1
+    assert report.truncated_bytes >= 0
+    assert report.dropped_records >= 0
+    streams = store.streams()
+    for stream in streams:
+        kinds = {int(k) for k in Kind}
+        try:
+            seqs = []
+            for record in store.read(stream):
+                assert record.stream == stream
+                assert isinstance(record.payload, bytes)
+                seqs.append(record.seq)
+                kinds.add(record.kind)
+                with contextlib.suppress(SerializationError):
+                    _SAFE.loads(record.payload)
+            assert seqs == sorted(set(seqs)), f"seqs of {stream!r} not rising: {seqs}"
+        except CorruptSegmentError:
+            pass
+        for kind in kinds:
+            try:
+                latest = store.latest(stream, kind)
+            except CorruptSegmentError:
+                continue
+            assert latest is None or (latest.stream, latest.kind) == (stream, kind)
+    try:
+        many = store.latest_many(streams, Kind.SNAPSHOT)
+        assert set(many) == set(streams)
+    except CorruptSegmentError:
+        pass
+    verify = store.verify()
+    assert verify.segments >= 1
+    before = store.last_seq(_PROBE)
+    try:
+        seqs = store.append_many([(_PROBE, b"probe"), (_PROBE, b"p" * 600, Kind.SNAPSHOT)])
+    except CorruptSegmentError as exc:  # segment names at the 2^63 offset limit
+        assert "would pass 2^63" in str(exc), exc
+        return
+    assert seqs == [before + 1, before + 2]
+    with contextlib.suppress(CorruptSegmentError):
+        store.compact(0.5)
+    got = [(r.seq, r.payload) for r in store.read(_PROBE, after_seq=before)]
+    assert got == [(before + 1, b"probe"), (before + 2, b"p" * 600)], got
+    snapshot = store.latest(_PROBE)
+    assert snapshot is not None and snapshot.payload == b"p" * 600
+
+
+def main() -> None:
+    """Run atheris over `check` with libFuzzer's command-line arguments."""
+    import atheris
+
+    atheris.Setup(sys.argv, check)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
