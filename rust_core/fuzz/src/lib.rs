@@ -364,11 +364,11 @@ fn genuine(files: &[(String, Vec<u8>)]) -> HashMap<(String, u64, u8), Vec<Vec<u8
 const PROBE: &str = "fuzz/probe";
 
 fn is_damage(e: &CoreError) -> bool {
-    matches!(e, CoreError::Corrupt { .. } | CoreError::FormatVersion { .. })
+    matches!(e, CoreError::Corrupt { .. } | CoreError::FormatVersion { .. } | CoreError::Authentication { .. })
 }
 
 /// Arbitrary store files (see `unpack`), opened strict and then (a fresh copy) tolerant:
-/// - open returns the log or a `Corrupt`/`FormatVersion` error, and a directory that
+/// - open returns the log or a `Corrupt`/`FormatVersion`/`Authentication` error, and a directory that
 ///   opens strict also opens tolerant;
 /// - every record read back (by `read` and `latest`) was really in a segment file, with
 ///   a valid CRC, and a stream's records come in rising seq order;
@@ -450,7 +450,7 @@ fn check_reads(log: &Log, genuine: &HashMap<(String, u64, u8), Vec<Vec<u8>>>) {
                 }
                 assert!(records.windows(2).all(|w| w[0].seq < w[1].seq), "seqs not rising in {s:?}");
             }
-            Err(e) => assert!(matches!(e, CoreError::Corrupt { .. }), "read {s:?}: {e:?}"),
+            Err(e) => assert!(is_damage(&e), "read {s:?}: {e:?}"),
         }
         kinds.sort_unstable();
         kinds.dedup();
@@ -458,7 +458,7 @@ fn check_reads(log: &Log, genuine: &HashMap<(String, u64, u8), Vec<Vec<u8>>>) {
             match log.latest(s, kind) {
                 Ok(Some(r)) => assert!(is_genuine(&r), "latest returned a record never written: {r:?}"),
                 Ok(None) => {}
-                Err(e) => assert!(matches!(e, CoreError::Corrupt { .. }), "latest {s:?} {kind}: {e:?}"),
+                Err(e) => assert!(is_damage(&e), "latest {s:?} {kind}: {e:?}"),
             }
         }
     }
