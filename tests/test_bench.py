@@ -42,7 +42,7 @@ def test_quick_run_writes_results_json_report_and_plots(tmp_path: Path) -> None:
     assert doc["problems"] == []
     assert doc["skipped"] == []  # `make test` installs the bench extra: every baseline runs
     assert doc["versions"]["pyactors"] and doc["versions"]["langgraph"]
-    assert {f["area"] for f in doc["figures"]} == {"store", "actors", "recovery", "workflow"}
+    assert {f["area"] for f in doc["figures"]} == {"store", "actors", "recovery", "workflow", "langgraph"}
     for f in doc["figures"]:
         assert all(k in f for k in _STATS), f
         assert f["runs"] > 0
@@ -60,14 +60,19 @@ def test_quick_run_writes_results_json_report_and_plots(tmp_path: Path) -> None:
         "footprint_growing",
         "append_100B_process_batched",
         "import_time",
+        "langgraph_checkpoint_sync_vs_sqlite_full",
+        "langgraph_checkpoint_process_vs_sqlite_normal",
+        "langgraph_recovery_vs_sqlite",
     } <= keys
     assert all(isinstance(t["met"], bool) for t in doc["targets"])
 
     report = (out / "REPORT.md").read_text()
     assert "## Targets" in report
-    for area in ("store", "actors", "recovery", "workflow"):
+    for area in ("store", "actors", "recovery", "workflow", "langgraph"):
         assert f"\n## {area}\n" in report
-    assert report.count("| measure | parameters | unit | contender |") == 4
+    assert report.count("| measure | parameters | unit | contender |") == 5
+    pairings = {c["params"].get("pairing") for c in doc["comparisons"] if c["area"] == "langgraph"}
+    assert {"equal crash safety: power loss", "equal crash safety: kill -9", "default vs default"} <= pairings
     assert sum(report.count(s) for s in ("| MET |", "| **MISSED** |")) == len(doc["targets"])
 
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -77,13 +82,14 @@ def test_quick_run_writes_results_json_report_and_plots(tmp_path: Path) -> None:
         assert f"]({name})" in report
 
 
-def test_a_missing_baseline_package_is_reported_as_skipped(tmp_path: Path) -> None:
+@pytest.mark.parametrize("area", ["workflow", "langgraph"])
+def test_a_missing_baseline_package_is_reported_as_skipped(tmp_path: Path, area: str) -> None:
     out = tmp_path / "out"
     # None in sys.modules makes `import langgraph` raise ImportError, as if it were not installed.
-    proc = _bench(out, "--quick", "--only", "workflow", prelude="import sys; sys.modules['langgraph'] = None; ")
+    proc = _bench(out, "--quick", "--only", area, prelude="import sys; sys.modules['langgraph'] = None; ")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     doc = json.loads((out / "results.json").read_text())
-    assert [s["area"] for s in doc["skipped"]] == ["workflow"]
+    assert [s["area"] for s in doc["skipped"]] == [area]
     assert "langgraph" in doc["skipped"][0]["reason"]
     assert doc["figures"] == []
     assert "## Skipped" in (out / "REPORT.md").read_text()

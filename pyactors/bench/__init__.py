@@ -11,7 +11,8 @@ snapshot restore), ``actors`` (message throughput vs plain pykka, a 10-actor pip
 ask latency, restart, restore), ``recovery`` (one actor against state size and journal
 depth, a whole process against the number of actors, ``import pyactors`` vs ``import
 pykka``), ``workflow`` (checkpoint cost, fresh-process recovery and disk footprint vs
-LangGraph's savers).
+LangGraph's savers), ``langgraph`` (LangGraph graphs on ``SegmentSaver`` vs LangGraph's
+own savers: checkpoint cost at equal crash safety, fresh-process recovery).
 
 The baselines, the plots and the progress bar need the ``bench`` extra
 (``pip install 'pyactors[bench]'``); an area whose baseline package is missing is
@@ -43,6 +44,7 @@ AREAS: dict[str, str] = {
     "actors": "pyactors.bench.actors",
     "recovery": "pyactors.bench.recovery",
     "workflow": "pyactors.bench.workflow",
+    "langgraph": "pyactors.bench.langgraph",
 }
 """Area name -> the module that measures it (``SECTIONS`` and ``config(quick)``)."""
 

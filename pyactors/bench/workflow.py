@@ -69,7 +69,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
@@ -80,6 +80,9 @@ from langgraph.graph import StateGraph
 from pyactors import Durability, FileCheckpointer, MemoryCheckpointer, Workflow
 from pyactors.bench._harness import Times, child_env, compare, figure, percentile, problem, summary, target, verdict
 from pyactors.bench.store import semi_compressible
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
 
 __all__ = ["SECTIONS", "Config", "config", "disk_bytes"]
 
@@ -272,7 +275,7 @@ class NullCheckpointer(MemoryCheckpointer):
 
 
 def langgraph_arm(
-    name: str, saver: InMemorySaver | SqliteSaver | None, close: Callable[[], None], fns: Sequence[NodeFn] = NODE_FNS
+    name: str, saver: BaseCheckpointSaver[Any] | None, close: Callable[[], None], fns: Sequence[NodeFn] = NODE_FNS
 ) -> Arm:
     graph = langgraph_builder(fns).compile(checkpointer=saver)
     meter = Meter(saver, ("put", "put_writes")) if saver is not None else None
@@ -601,11 +604,16 @@ CHILD_LANGGRAPH = (
 _now = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
 _marks = {"first": _now()}
 import operator
-import sqlite3
 import sys
 from typing import Annotated, TypedDict
 
-from langgraph.checkpoint.sqlite import SqliteSaver
+SAVER = sys.argv[5] if len(sys.argv) > 5 else "sqlite"
+if SAVER == "segment":
+    from pyactors.langgraph import SegmentSaver
+else:
+    import sqlite3
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 
 _marks["imported"] = _now()
@@ -614,8 +622,13 @@ _ran = []
 """
     + _CHILD_COMMON
     + """
-conn = sqlite3.connect(sys.argv[1], check_same_thread=False)
-saver = SqliteSaver(conn)
+if SAVER == "segment":
+    saver = SegmentSaver(sys.argv[1])
+    close = saver.close
+else:
+    conn = sqlite3.connect(sys.argv[1], check_same_thread=False)
+    saver = SqliteSaver(conn)
+    close = conn.close
 _marks["opened"] = _now()
 State = TypedDict(
     "State",
@@ -634,6 +647,7 @@ _marks["compiled"] = _now()
 _get_tuple = saver.get_tuple
 
 def _timed_get_tuple(config):
+    _marks.setdefault("restoring", _now())
     tup = _get_tuple(config)
     _marks.setdefault("restored", _now())
     return tup
@@ -641,10 +655,11 @@ def _timed_get_tuple(config):
 saver.get_tuple = _timed_get_tuple
 final = graph.invoke(None, {"configurable": {"thread_id": sys.argv[2]}}, durability="sync")
 _marks["done"] = _now()
-conn.close()
+close()
 _report(final)
 """
 )
+"""The LangGraph child resuming a thread: ``PATH THREAD NODES BLOB [sqlite|segment]``, the last the saver to open."""
 
 CHILD_KILLED = """import os
 import signal
