@@ -461,3 +461,33 @@ def test_a_deleted_segment_raises_at_open_and_tolerant_open_reports_it_and_keeps
     with open_store(segment_bytes=SMALL_SEGMENT) as s:  # the loss is recorded: strict opens work again
         assert s.open_report.damaged == ()
         assert s.latest("alpha", Kind.MESSAGE).payload == b"after the loss"  # type: ignore[union-attr]
+
+
+def test_a_zeroed_4k_page_in_a_sealed_segment_is_reported_with_file_and_offset_and_the_rest_reads(
+    store_path: Path, open_store: Callable[..., SegmentStore]
+) -> None:
+    written = _rolled(store_path)
+    sealed = segment_files(store_path)[1]
+    page = range(8192, 12288)  # the third 4 KiB page of the file: records only, no header
+    hit = [f for f in frames(sealed.read_bytes()) if f.pos < page.stop and f.end > page.start]
+    with sealed.open("r+b") as f:
+        f.seek(page.start)
+        f.write(bytes(len(page)))
+
+    s = open_store()  # open reads sealed headers and indexes only: it stays fast and succeeds
+    report = s.verify()
+    assert not report.ok
+    assert all(_same(d.path, sealed) for d in report.damaged)
+    assert min(d.offset for d in report.damaged) == hit[0].pos
+    assert report.records == 240 - len(hit)
+    for victim in hit:
+        with pytest.raises(CorruptSegmentError) as excinfo:
+            list(s.read(victim.stream, after_seq=victim.seq - 1))
+        assert _same(excinfo.value.path, sealed)
+        assert excinfo.value.offset == victim.pos
+    # Every record outside the page still reads, intact.
+    last_hit = {f.stream: f.seq for f in hit}
+    for stream, payloads in written.items():
+        after = last_hit.get(stream, 0)
+        assert [r.payload for r in s.read(stream, after_seq=after)] == payloads[after:], stream
+    assert sealed.read_bytes()[page.start : page.stop] == bytes(len(page))  # nothing repaired behind the caller's back
