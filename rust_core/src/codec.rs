@@ -39,6 +39,14 @@ pub fn decompress(stored: &[u8], flags: u8, raw_len: usize) -> Result<Vec<u8>, S
     if flags & FLAG_ZSTD == 0 {
         return Ok(stored.to_vec());
     }
+    // The frame's own content size must match before anything is allocated: a crafted
+    // frame whose header claims gigabytes must not get them (found by review of the
+    // fuzz targets).
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(n)) if n == raw_len as u64 => {}
+        Ok(Some(n)) => return Err(format!("zstd frame holds {n} bytes, header says {raw_len}")),
+        Ok(None) | Err(_) => return Err("zstd frame without a valid content size".to_string()),
+    }
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -75,5 +83,14 @@ mod tests {
         assert_eq!(decompress(&s.bytes, s.flags, raw.len()).as_deref(), Ok(raw.as_slice()));
         assert!(decompress(&s.bytes, s.flags, raw.len() + 1).is_err());
         assert!(decompress(&s.bytes[..10], s.flags, raw.len()).is_err());
+    }
+
+    #[test]
+    fn a_frame_whose_size_disagrees_with_raw_len_is_refused_before_any_allocation() {
+        let raw = vec![7u8; 10_000];
+        let s = compress(&raw, 3, 64);
+        // A raw_len of 4 GiB - 1 (what a crafted header may say) is refused, not allocated.
+        let err = decompress(&s.bytes, s.flags, u32::MAX as usize).expect_err("refused");
+        assert!(err.contains("header says"), "{err}");
     }
 }
