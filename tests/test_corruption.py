@@ -491,3 +491,52 @@ def test_a_zeroed_4k_page_in_a_sealed_segment_is_reported_with_file_and_offset_a
         after = last_hit.get(stream, 0)
         assert [r.payload for r in s.read(stream, after_seq=after)] == payloads[after:], stream
     assert sealed.read_bytes()[page.start : page.stop] == bytes(len(page))  # nothing repaired behind the caller's back
+
+
+def _tail_store(store_path: Path) -> tuple[dict[str, list[bytes]], Path, bytes]:
+    """Sealed segments and an active one ending in small records: contents, the active file, its bytes."""
+    rng = random.Random(5)
+    with SegmentStore(store_path, segment_bytes=SMALL_SEGMENT) as s:
+        written = fill_rolled(s, records=200)
+        written["t"] = [random_payload(rng, 60 + 10 * i) for i in range(4)]
+        for payload in written["t"]:
+            s.append("t", payload)
+    active = segment_files(store_path)[-1]
+    return written, active, active.read_bytes()
+
+
+def _reopened_holds(store_path: Path, written: dict[str, list[bytes]], t_kept: int) -> SegmentStore:
+    """Open the store, check it holds everything but the last records of "t", and return it."""
+    s = SegmentStore(store_path, segment_bytes=SMALL_SEGMENT)
+    for stream, payloads in written.items():
+        want = payloads[:t_kept] if stream == "t" else payloads
+        assert [r.payload for r in s.read(stream)] == want, stream
+    return s
+
+
+def test_every_flipped_byte_of_the_last_record_drops_that_record_only_and_reports_it(store_path: Path) -> None:
+    written, active, pristine = _tail_store(store_path)
+    last = frames(pristine)[-1]
+    for at in range(last.pos, last.end):
+        damaged = bytearray(pristine)
+        damaged[at] ^= 0x5A
+        active.write_bytes(bytes(damaged))
+        with _reopened_holds(store_path, written, t_kept=3) as s:
+            report = s.open_report
+            # dropped_records counts frames by their length fields, which the flip may have changed.
+            assert report.truncated_bytes == last.length and report.dropped_records >= 1, at
+            assert s.verify().ok, at
+            assert s.append("t", b"next") == 4, at  # seq 4 replaces the dropped record
+
+
+def test_a_cut_at_every_offset_of_the_last_two_records_keeps_every_whole_record(store_path: Path) -> None:
+    written, active, pristine = _tail_store(store_path)
+    second, last = frames(pristine)[-2:]
+    for cut in range(second.pos, last.end + 1):
+        active.write_bytes(pristine[:cut])
+        whole = 4 if cut == last.end else 3 if cut >= second.end else 2
+        with _reopened_holds(store_path, written, t_kept=whole) as s:
+            report = s.open_report
+            boundary = {second.pos, second.end, last.end}
+            assert report.truncated_bytes == (0 if cut in boundary else cut - max(b for b in boundary if b < cut)), cut
+            assert s.verify().ok, cut
