@@ -95,6 +95,23 @@ def test_a_missing_baseline_package_is_reported_as_skipped(tmp_path: Path, area:
     assert "## Skipped" in (out / "REPORT.md").read_text()
 
 
+@pytest.mark.parametrize(
+    "breakage",
+    [
+        "sys.modules['pyactors._core'] = None",  # the native module missing or unloadable
+        "sys.modules['pyactors.bench.store'] = None",  # a module of pyactors itself missing
+    ],
+)
+def test_a_missing_or_broken_pyactors_module_fails_the_run_and_is_never_reported_as_skipped(
+    tmp_path: Path, breakage: str
+) -> None:
+    out = tmp_path / "out"
+    proc = _bench(out, "--quick", "--only", "store", prelude=f"import sys; {breakage}; ")
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    assert "skipped" not in proc.stdout
+    assert not (out / "results.json").exists()
+
+
 def test_report_states_a_missed_target_plainly() -> None:
     doc: dict[str, Any] = {
         "started": "2026-11-26T00:00:00Z",
