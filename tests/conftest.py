@@ -57,6 +57,16 @@ def open_store(store_path: Path) -> Iterator[Callable[..., SegmentStore]]:
 
 
 @pytest.fixture
+def _clear_events() -> Iterator[None]:
+    """Empty the actors' event log (`_actors.EVENTS`) before and after the test."""
+    from _actors import EVENTS
+
+    EVENTS.clear()
+    yield
+    EVENTS.clear()
+
+
+@pytest.fixture
 def _stop_all() -> Iterator[None]:
     """Stop every pykka actor after the test (for tests that start actors without a store)."""
     yield

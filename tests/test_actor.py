@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 import pytest
-from _actors import EVENTS, Recorder, events, gate, journal, seq_of, snapshots
+from _actors import Recorder, events, gate, journal, seq_of, snapshots
 from _util import wait_for
 
 from pyactors import (
@@ -24,18 +24,11 @@ from pyactors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from pyactors import SegmentStore
 
-pytestmark = pytest.mark.usefixtures("_stop_all")
-
-
-@pytest.fixture(autouse=True)
-def _clear_events() -> Iterator[None]:
-    EVENTS.clear()
-    yield
-    EVENTS.clear()
+pytestmark = pytest.mark.usefixtures("_stop_all", "_clear_events")
 
 
 class Journaling(Recorder):

@@ -21,18 +21,9 @@ from pyactors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from pyactors import SegmentStore
 
-pytestmark = pytest.mark.usefixtures("_stop_all")
-
-
-@pytest.fixture(autouse=True)
-def _clear_events() -> Iterator[None]:
-    EVENTS.clear()
-    yield
-    EVENTS.clear()
+pytestmark = pytest.mark.usefixtures("_stop_all", "_clear_events")
 
 
 class EveryTwo(Recorder):

@@ -177,11 +177,10 @@ class BigBank(PersistentActor):
         return apply(self.state, message)
 
 
-class Restored(PersistentActor):
-    """The whole-process restore contender: ~100 KB state, answers `sync`."""
+class Seeded(PersistentActor):
+    """A persistent actor whose first life starts from `initial`; later lives restore."""
 
     snapshot_every = None
-    n_accounts = 600
 
     def __init__(self, initial: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -190,6 +189,12 @@ class Restored(PersistentActor):
     def on_start(self) -> None:
         if self.state is None:
             self.state = self.initial
+
+
+class Restored(Seeded):
+    """The whole-process restore contender: ~100 KB state, answers `sync`."""
+
+    n_accounts = 600
 
     def on_receive(self, message: Any) -> Any:
         return self.state["handled"]

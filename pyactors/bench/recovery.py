@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pyactors import PersistentActor, SegmentStore
+from pyactors import SegmentStore
 from pyactors.bench._harness import (
     Times,
     alternate,
@@ -47,7 +47,7 @@ from pyactors.bench._harness import (
     summary,
     target,
 )
-from pyactors.bench.actors import apply, make_state, messages_for
+from pyactors.bench.actors import Seeded, apply, make_state, messages_for
 
 __all__ = ["SECTIONS", "Config", "config"]
 
@@ -94,19 +94,15 @@ def _accounts(nbytes: int) -> int:
 # --------------------------------------------------------------------------- one actor
 
 
-class Recovering(PersistentActor):
+class Recovering(Seeded):
     """Snapshotted once on first start (its initial state); every other message is journaled."""
 
-    snapshot_every = None
     snapshot_on_stop = False
 
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.initial = initial
-
     def on_start(self) -> None:
-        if self.state is None:
-            self.state = self.initial
+        first_life = self.state is None
+        super().on_start()
+        if first_life:
             self.snapshot_now()
 
     def on_receive(self, message: Any) -> Any:
@@ -260,18 +256,8 @@ _PROCESS_PHASES = (
 )
 
 
-class _Once(PersistentActor):
+class _Once(Seeded):
     """An actor's first life: its initial state, one message, a snapshot on stop."""
-
-    snapshot_every = None
-
-    def __init__(self, initial: dict[str, Any] | None = None) -> None:
-        super().__init__()
-        self.initial = initial
-
-    def on_start(self) -> None:
-        if self.state is None:
-            self.state = self.initial
 
     def on_receive(self, message: Any) -> Any:
         self.state["handled"] += 1
