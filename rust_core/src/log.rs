@@ -908,11 +908,8 @@ impl Inner {
 
     /// Rewrite the manifest from the index (see `format::Manifest`).
     fn write_manifest(&self) -> Result<()> {
-        let m = {
-            let idx = read(&self.index);
-            Manifest { active: idx.active_base, sealed: idx.sealed.keys().copied().collect() }
-        };
-        self.write_file_atomically(&self.dir.join(MANIFEST_FILE), &encode_manifest(&m))
+        let m = manifest_of(&read(&self.index));
+        write_manifest(self.fs.as_ref(), &self.dir, &m)
     }
 
     /// fdatasync the active segment with the writer held (roll, compaction). A failure
@@ -1433,6 +1430,15 @@ fn create_segment(fs: &dyn FileSystem, dir: &Path, base: u64, key_id: u32) -> Re
     Ok(h)
 }
 
+/// The live segments as the index knows them.
+fn manifest_of(idx: &Index) -> Manifest {
+    Manifest { active: idx.active_base, sealed: idx.sealed.keys().copied().collect() }
+}
+
+fn write_manifest(fs: &dyn FileSystem, dir: &Path, m: &Manifest) -> Result<()> {
+    write_file_atomically(fs, dir, &dir.join(MANIFEST_FILE), &encode_manifest(m))
+}
+
 fn write_file_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = fs.remove(&tmp);
@@ -1635,9 +1641,9 @@ impl Recovery<'_> {
         index.active_base = writer.base;
         handles.insert(writer.base, Arc::clone(&writer.file));
         report.segments = sealed.len() as u64 + 1;
-        let live = Manifest { active: writer.base, sealed: index.sealed.keys().copied().collect() };
+        let live = manifest_of(&index);
         if manifest.as_ref() != Some(&live) && !read_only {
-            write_file_atomically(self.fs, self.dir, &self.dir.join(MANIFEST_FILE), &encode_manifest(&live))?;
+            write_manifest(self.fs, self.dir, &live)?;
         }
         Ok((writer, index, handles, report))
     }
