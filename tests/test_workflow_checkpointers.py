@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import operator
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from _workflows import (
     expected_linear,
     is_final,
     linear,
+    reset,
     saw,
     source,
     step,
@@ -41,6 +43,7 @@ from pyactors.errors import (
     WorkflowError,
 )
 from pyactors.workflow import unfinished
+from pyactors.workflow._checkpoint import _split_appends
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -412,10 +415,11 @@ def test_damaged_last_checkpoint_leaves_the_previous_one_resumable(checkpoint_pa
             assert "t" in str(exc)
         else:
             assert latest.checkpoint_id == ids[1]
-            # "c" finished and its writes were recorded before its checkpoint was lost:
-            # it counts as completed, its writes are pending, and it will not run again.
-            assert list(latest.completed_nodes) == ["a", "b", "c"]
-            assert set(latest.pending_writes) == {"c"}
+            # "c" ran alone in its superstep, so its writes lived only in the lost
+            # checkpoint: it does not count as completed and runs again.
+            assert list(latest.completed_nodes) == ["a", "b"]
+            assert latest.pending_writes == {}
+            assert latest.next_nodes == ("c",)
         with pytest.raises((CheckpointCorruptError, CheckpointNotFoundError)):
             cp.get("t", ids[0])
         previous = cp.get("t", ids[1])
@@ -457,6 +461,132 @@ def test_structurally_invalid_checkpoint_raises_corrupt_error_and_older_ones_res
         assert app.get_state("t").state == reference, "the thread's checkpoints after the damage cannot be read"
         assert is_final(app.get_state("t"))
         pykka.ActorRegistry.stop_all()
+
+
+def _writes_records(checkpoint_path: Path) -> list[Any]:
+    return [f for seg in segment_files(checkpoint_path) for f in frames(seg.read_bytes()) if f.kind == Kind.WRITES]
+
+
+def test_a_node_alone_in_its_superstep_is_recorded_by_the_checkpoint_only(checkpoint_path: Path) -> None:
+    with FileCheckpointer(checkpoint_path) as cp:
+        assert linear(NAMES).compile(checkpointer=cp).invoke({"x": 1}, thread_id="t")["seen"] == sorted(NAMES)
+        pykka.ActorRegistry.stop_all()
+    assert _writes_records(checkpoint_path) == []
+
+
+def test_a_lost_superstep_checkpoint_reruns_only_the_node_that_finished_last(checkpoint_path: Path) -> None:
+    wf = diamond()
+    reference = wf.compile().invoke({"x": 3}, thread_id="ref")
+    with FileCheckpointer(checkpoint_path) as cp:
+        wf.compile(checkpointer=cp, interrupt_before=["b2"]).invoke({"x": 3}, thread_id="t")
+        ids = _ids(cp.list("t"))
+        pykka.ActorRegistry.stop_all()
+    # The superstep {b, c}: the first of them to finish left a writes record, the last did not.
+    (record,) = _writes_records(checkpoint_path)
+
+    seg = segment_files(checkpoint_path)[-1]
+    data = bytearray(seg.read_bytes())
+    last = frames(bytes(data))[-1]
+    assert last.kind == Kind.CHECKPOINT
+    data[last.payload_pos + len(last.payload) // 2] ^= 0xFF  # the superstep's checkpoint is lost
+    seg.write_bytes(bytes(data))
+    reset()
+
+    with FileCheckpointer(checkpoint_path) as cp:
+        app = wf.compile(checkpointer=cp)
+        try:
+            latest = app.get_state("t")
+        except CheckpointCorruptError:
+            latest = cp.get("t", ids[1])
+            assert app.resume("t", checkpoint_id=ids[1]) == reference
+        else:
+            assert latest.checkpoint_id == ids[1]
+            (first,) = latest.pending_writes  # recorded, so completed and not run again
+            assert list(latest.completed_nodes) == ["a", first]
+            assert app.resume("t") == reference
+            assert CALLS[first] == 0
+            assert CALLS[({"b", "c"} - {first}).pop()] == 1
+        assert CALLS["a"] == 0
+        assert record.stream == "wf/t"
+        pykka.ActorRegistry.stop_all()
+
+
+def test_a_growing_list_is_stored_as_its_appended_items(checkpoint_path: Path) -> None:
+    item = random.Random(7).randbytes(64 * 1024)  # incompressible: zstd cannot hide a copy
+    n = 6
+    wf = Workflow("grow", reducers={"items": operator.add})
+
+    def grow(i: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        return lambda state: {"items": [item[: 60 * 1024] + bytes([i])]}
+
+    for i in range(n):
+        wf.add_node(f"n{i}", grow(i))
+        if i:
+            wf.add_edge(f"n{i - 1}", f"n{i}")
+    wf.set_entry_point("n0")
+    wf.set_finish_point(f"n{n - 1}")
+    with FileCheckpointer(checkpoint_path) as cp:
+        out = wf.compile(checkpointer=cp).invoke({"items": []}, thread_id="t")
+        assert out["items"] == [item[: 60 * 1024] + bytes([i]) for i in range(n)]
+        # Each superstep stored its new item only: n items, not 1 + 2 + ... + n.
+        assert cp.store.stats()["bytes"] < 61 * 1024 * (n + 1)
+        history = cp.list("t")
+        pykka.ActorRegistry.stop_all()
+    assert [len(s.state["items"]) for s in history] == list(range(n, -1, -1))
+    with FileCheckpointer(checkpoint_path) as cp:  # read back from the files
+        assert [s.state for s in cp.list("t")] == [s.state for s in history]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "appended"),
+    [
+        pytest.param([1, 2], [1, 2, 3], {"k": [3]}, id="list"),
+        pytest.param("ab", "abc", {"k": "c"}, id="str"),
+        pytest.param(b"ab", b"abc", {"k": b"c"}, id="bytes"),
+        pytest.param([1], [True, 2], {}, id="list-equal-but-not-the-same-items"),
+        pytest.param("ab", "xbc", {}, id="str-other-prefix"),
+        pytest.param("ab", "ab", {}, id="unchanged"),
+        pytest.param("ab", b"abc", {}, id="other-type"),
+        pytest.param((1,), (1, 2), {}, id="tuple"),
+        pytest.param([], [1], {}, id="from-empty"),
+    ],
+)
+def test_only_a_value_that_extends_its_parents_is_stored_as_appended(old: Any, new: Any, appended: Any) -> None:
+    whole, tail = _split_appends({"k": old}, {"k": new})
+    assert tail == appended
+    assert whole == ({} if appended else {"k": new})
+
+
+def test_a_v1_checkpoint_without_appends_is_still_read(checkpoint_path: Path) -> None:
+    with FileCheckpointer(checkpoint_path) as cp:
+        rec = {
+            "v": 1,
+            "id": "old-1",
+            "parent": None,
+            "step": 0,
+            "full": True,
+            "values": {"x": 1},
+            "completed": [],
+            "nodes": {},
+            "next": ["a"],
+            "pending": {},
+            "error": None,
+            "meta": {"source": "input"},
+        }
+        cp.store.append("wf/t", cp.serializer.dumps(rec), Kind.CHECKPOINT)
+        assert cp.get("t", "old-1").state == {"x": 1}
+
+
+def test_an_append_its_parent_cannot_take_is_reported_as_corrupt(checkpoint_path: Path) -> None:
+    base = {"step": 0, "completed": [], "nodes": {}, "next": [], "pending": {}, "error": None, "meta": {}}
+    with FileCheckpointer(checkpoint_path) as cp:
+        full = {**base, "v": 2, "id": "c1", "parent": None, "full": True, "values": {"x": 1}, "appended": {}}
+        delta = {**base, "v": 2, "id": "c2", "parent": "c1", "full": False, "values": {}, "appended": {"x": [2]}}
+        for rec in (full, delta):
+            cp.store.append("wf/t", cp.serializer.dumps(rec), Kind.CHECKPOINT)
+        with pytest.raises(CheckpointCorruptError, match="appends to 'x'") as info:
+            cp.get("t", "c2")
+        assert info.value.checkpoint_id == "c2"
 
 
 # -- deltas --------------------------------------------------------------------------------

@@ -3,11 +3,15 @@
 A thread's checkpoints are records of one stream (``wf/<thread_id>``), in the order
 they were written. Each checkpoint record is a dict of plain data:
 
-    {"v": 1, "id", "parent", "step", "full": bool,
+    {"v": 2, "id", "parent", "step", "full": bool,
      "values":    the whole state (full) or the keys written since the parent,
+     "appended":  keys whose new value extends the parent's (a list, str or bytes that
+                  starts with the parent's value): only the added tail (empty when full),
      "completed": the nodes that finished since the parent (all of them when full),
      "nodes":     stateful nodes' own states that changed since the parent,
      "next", "pending", "error", "meta"}
+
+Version 1 records (before "appended") are read as version 2 with nothing appended.
 
 A node's writes are also recorded as soon as it finishes (a "writes" record naming the
 checkpoint its superstep started from), so a crash in the middle of a superstep does not
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import operator
 import threading
 import time
 import uuid
@@ -48,6 +53,33 @@ FULL_EVERY = 32
 
 _KIND_WRITES = Kind.WRITES
 _REQUIRED = ("v", "id", "parent", "step", "full", "values", "completed", "nodes", "next", "pending", "error", "meta")
+_VERSION = 2
+_APPENDABLE = (list, str, bytes)
+_STATES_CACHED = 8
+"""Materialised states a thread's log keeps (each holds whole values: a growing list
+kept at every checkpoint would cost memory quadratic in the run's length)."""
+_MISSING: Any = object()
+
+
+def _split_appends(parent: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the keys written since `parent` into whole values and appended tails.
+
+    A value of the same type (list, str or bytes) as the parent's that starts with the
+    parent's value is stored as the added tail only, so a growing list (a reducer such
+    as ``operator.add``) costs what it gained. List items must be the very same objects
+    (``is``): ``1 == True`` must not turn ``[True]`` into ``[1]``.
+    """
+    whole: dict[str, Any] = {}
+    appended: dict[str, Any] = {}
+    for key, new in values.items():
+        old = parent.get(key, _MISSING)
+        kind = type(new)
+        n = len(old) if kind is type(old) and kind in _APPENDABLE else 0
+        if n and len(new) > n and (all(map(operator.is_, old, new)) if kind is list else new.startswith(old)):
+            appended[key] = new[n:]
+        else:
+            whole[key] = new
+    return whole, appended
 
 
 class NodeError(NamedTuple):
@@ -117,9 +149,13 @@ class _ThreadLog:
 
     def add_checkpoint(self, rec: dict[str, Any]) -> None:
         missing = [k for k in _REQUIRED if k not in rec]
-        if missing or not isinstance(rec.get("values"), dict) or rec.get("v") != 1:
+        if rec.get("v") == 1:
+            rec = {**rec, "v": 2, "appended": {}}
+        if missing or not isinstance(rec.get("values"), dict) or not isinstance(rec.get("appended"), dict):
             cid = rec.get("id") if isinstance(rec.get("id"), str) else None
-            raise CheckpointCorruptError(self.thread_id, cid, f"malformed checkpoint (missing {missing})")
+            raise CheckpointCorruptError(self.thread_id, cid, f"malformed checkpoint (missing {missing or 'appended'})")
+        if rec["v"] != _VERSION:
+            raise CheckpointCorruptError(self.thread_id, rec["id"], f"unknown checkpoint version {rec['v']!r}")
         if not rec["full"] and rec["parent"] not in self.records:
             raise CheckpointCorruptError(self.thread_id, rec["id"], f"its parent {rec['parent']} is missing")
         if rec["id"] not in self.records:
@@ -137,26 +173,37 @@ class _ThreadLog:
         return self.damaged if self.damaged is not None and self._damage_at == len(self.order) else None
 
     def materialise(self, cid: str) -> tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]:
-        """(state, completed nodes, node states) at checkpoint `cid`."""
+        """(state, completed nodes, node states) at checkpoint `cid`.
+
+        Walks back to the nearest full or already materialised ancestor, so a run that
+        materialises each new checkpoint's parent pays for one delta at a time.
+        """
         if cid in self._states:
             return self._states[cid]
         chain = []
-        at: str | None = cid
-        while at is not None:
+        at = cid
+        while at not in self._states:
             rec = self.records[at]
             chain.append(rec)
             if rec["full"]:
                 break
             at = rec["parent"]
-        state: dict[str, Any] = {}
-        completed: list[str] = []
-        nodes: dict[str, Any] = {}
+        base = self._states.get(at, ({}, (), {}))
+        state, completed, nodes = dict(base[0]), list(base[1]), dict(base[2])
         for rec in reversed(chain):
             state.update(rec["values"])
+            for key, tail in rec["appended"].items():
+                try:
+                    state[key] = state[key] + tail
+                except (KeyError, TypeError) as exc:
+                    msg = f"appends to {key!r}, which its parent's state cannot take ({type(exc).__name__})"
+                    raise CheckpointCorruptError(self.thread_id, rec["id"], msg) from None
             completed.extend(rec["completed"])
             nodes.update(rec["nodes"])
         out = (state, tuple(completed), nodes)
         self._states[cid] = out
+        if len(self._states) > _STATES_CACHED:  # keep the newest few: a run only needs its parent's
+            del self._states[next(iter(self._states))]
         return out
 
     def depth(self, cid: str) -> int:
@@ -333,19 +380,27 @@ class Checkpointer:
     def _write_checkpoint(self, log: _ThreadLog, rec: dict[str, Any]) -> str:
         """Append a checkpoint (a delta unless its chain is long), add it to `log`, return its id.
 
-        No `Snapshot` is built here: materialising and copying the state would make every
-        checkpoint cost the size of the state instead of the size of the change.
+        A delta stores the keys written since the parent, and for a value that extends
+        the parent's only the appended tail (`_split_appends`); the parent's state comes
+        from the log's cache (one shallow dict per checkpoint). No `Snapshot` is built:
+        deep-copying the state would make every checkpoint cost the size of the state
+        instead of the size of the change.
         """
         started = time.perf_counter()
-        if not rec["full"] and log.depth(rec["parent"]) + 1 >= FULL_EVERY:
+        if not rec["full"]:
             state, completed, nodes = log.materialise(rec["parent"])
-            rec = {
-                **rec,
-                "full": True,
-                "values": {**state, **rec["values"]},
-                "completed": [*completed, *rec["completed"]],
-                "nodes": {**nodes, **rec["nodes"]},
-            }
+            if log.depth(rec["parent"]) + 1 >= FULL_EVERY:
+                rec = {
+                    **rec,
+                    "full": True,
+                    "values": {**state, **rec["values"]},
+                    "appended": {},
+                    "completed": [*completed, *rec["completed"]],
+                    "nodes": {**nodes, **rec["nodes"]},
+                }
+            else:
+                values, appended = _split_appends(state, rec["values"])
+                rec = {**rec, "values": values, "appended": appended}
         payload = self.serializer.dumps(rec)
         self._append(log.thread_id, Kind.CHECKPOINT, payload)
         log.add_checkpoint(rec)
@@ -402,7 +457,14 @@ class Checkpointer:
         if not all(chain_kept(cid) for cid in kept):
             for cid in kept:  # oldest first, so the rewritten copies keep the order
                 state, completed, nodes = log.materialise(cid)
-                rec = {**log.records[cid], "full": True, "values": state, "completed": list(completed), "nodes": nodes}
+                rec = {
+                    **log.records[cid],
+                    "full": True,
+                    "values": state,
+                    "appended": {},
+                    "completed": list(completed),
+                    "nodes": nodes,
+                }
                 self._append(thread_id, Kind.CHECKPOINT, self.serializer.dumps(rec))
         deleted = len(log.order) - keep_last
         self._prune_kind(thread_id, Kind.CHECKPOINT, keep_last)

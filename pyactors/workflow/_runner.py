@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pykka import messages
 from pyactors.actor import PersistentActor, _Supervised
 from pyactors.errors import CheckpointNotFoundError, NodeFailedError, ResumeConflictError, WorkflowError
 from pyactors.supervisor import Supervisor
-from pyactors.workflow._checkpoint import Checkpointer, NodeError, Snapshot, _ThreadLog, new_checkpoint_id
+from pyactors.workflow._checkpoint import _VERSION, Checkpointer, NodeError, Snapshot, _ThreadLog, new_checkpoint_id
 
 if TYPE_CHECKING:
     from pyactors.supervisor import SupervisedRef, SupervisorRef
@@ -27,10 +28,25 @@ logger = logging.getLogger("pyactors.workflow")
 _MISSING = object()
 
 
+class _Running:
+    """How many nodes of one superstep have not finished yet."""
+
+    def __init__(self, n: int) -> None:
+        self._left = n
+        self._lock = threading.Lock()
+
+    def finish_one(self) -> bool:
+        """Count one node as finished; True if it was the last one running."""
+        with self._lock:
+            self._left -= 1
+            return self._left == 0
+
+
 class _Task(NamedTuple):
     node: str
     state: State
     checkpoint_id: str
+    running: _Running
 
 
 class _Done(NamedTuple):
@@ -41,7 +57,12 @@ class _Done(NamedTuple):
 
 
 class _NodeRunner(_Supervised):
-    """Runs one node of one workflow run and records its writes the moment it finishes."""
+    """Runs one node of one workflow run and records its writes the moment it finishes.
+
+    The last node of a superstep to finish records nothing: the superstep's checkpoint,
+    which holds its writes, is written at once, and a crash before it re-runs that node
+    exactly as a crash before its own record would.
+    """
 
     def __init__(self, node: str, fn: NodeFn | None, stateful: SupervisedRef | None, run: _Run) -> None:
         super().__init__()
@@ -67,9 +88,14 @@ class _NodeRunner(_Supervised):
                 msg = f"node {self.node!r} returned {type(out).__name__}, not a dict of updates (or None)"
                 raise WorkflowError(msg)
             writes = dict(out or {})
-            self.checkpointer._write_node_writes(
-                self.thread_id, message.checkpoint_id, self.node, writes, None if node_state is None else [node_state]
-            )
+            if not message.running.finish_one():
+                self.checkpointer._write_node_writes(
+                    self.thread_id,
+                    message.checkpoint_id,
+                    self.node,
+                    writes,
+                    None if node_state is None else [node_state],
+                )
         except Exception as exc:  # noqa: BLE001 - a node's failure is data for the checkpoint
             error = NodeError(self.node, type(exc).__name__, str(exc), traceback.format_exc())
             self.done.put(_Done(self.node, None, None, error))
@@ -107,8 +133,9 @@ class _Run:
         return self.runners[node]
 
     def superstep(self, nodes: list[str], state: State, checkpoint_id: str) -> dict[str, _Done]:
+        running = _Running(len(nodes))
         for node in nodes:
-            self.runner(node).tell(_Task(node, dict(state), checkpoint_id))
+            self.runner(node).tell(_Task(node, dict(state), checkpoint_id, running))
         results: dict[str, _Done] = {}
         while len(results) < len(nodes):
             try:
@@ -293,12 +320,13 @@ class CompiledWorkflow:
     ) -> str:
         ready = set(self._runnable(list(nxt))) if nxt else set()
         rec = {
-            "v": 1,
+            "v": _VERSION,
             "id": new_checkpoint_id(),
             "parent": parent,
             "step": step,
             "full": parent is None,
             "values": dict(values),
+            "appended": {},
             "completed": list(completed or []),
             "nodes": dict(nodes or {}),
             # A join still waiting for a predecessor is kept, but is not "next".
