@@ -305,7 +305,7 @@ def bench_checkpoint(cfg: Config, tmp: str) -> None:
         "   ckpt/superstep = time inside the checkpointer's write calls in one run / 10 supersteps\n"
         "   delta/10 = (median full run - the same engine's median run with no checkpointer) / 10\n"
         "   (pyactors: _write_checkpoint + _write_node_writes; LangGraph: put + put_writes, durability='sync');\n"
-        "   pyactors' calls include building the returned Snapshot; LangGraph builds its checkpoint before put.\n"
+        "   pyactors' calls include finding the delta from the parent; LangGraph builds its checkpoint before put.\n"
         "   full run = invoke() wall time, new thread each run. SqliteSaver commits with fsync (SQLite\n"
         "   synchronous=FULL), like FileCheckpointer 'sync'; 'process' (the default) leaves flushing to the OS.",
         flush=True,
