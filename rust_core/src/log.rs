@@ -20,7 +20,7 @@ use crate::format::{
     decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
     encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
     IndexSummary, Manifest, FLAG_BATCH_MORE, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX,
-    KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN,
+    KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
@@ -464,6 +464,48 @@ impl Log {
 
     /// Append records in one write; all or none. Returns `(seq, timestamp_us)` of each.
     pub fn append_many(&self, records: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>> {
+        let prepared = self.prepare(records)?;
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _in_flight = self.inner.appending();
+        let (assigned, lsn) = {
+            let mut w = lock(&self.inner.writer);
+            self.inner.write_frames(&mut w, prepared)?
+        };
+        self.inner.make_durable(lsn)?;
+        Ok(assigned)
+    }
+
+    /// `append_many` if it can be done at once, without waiting for anything: the policy
+    /// is `process` or `group` (no fdatasync to wait for), the writer is free, and the
+    /// records fit in the active segment (no roll). `Ok(None)` otherwise, with nothing
+    /// written. For callers that hold a lock of their own meanwhile (the Python binding
+    /// keeps the GIL across a small append: handing it over and taking it back costs
+    /// more than one write into the page cache).
+    pub fn try_append_many(&self, records: &[NewRecord<'_>]) -> Result<Option<Vec<(u64, i64)>>> {
+        if self.inner.opts.durability == Durability::Sync {
+            return Ok(None);
+        }
+        let prepared = self.prepare(records)?;
+        if prepared.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut w = match self.inner.writer.try_lock() {
+            Ok(w) => w,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        let most: usize = prepared.iter().map(|r| RECORD_HEADER_LEN + MAC_LEN + r.stream.len() + r.stored.len()).sum();
+        if w.pos.saturating_add(most as u64) >= self.inner.opts.segment_bytes {
+            return Ok(None);
+        }
+        let (assigned, _lsn) = self.inner.write_frames(&mut w, prepared)?;
+        Ok(Some(assigned))
+    }
+
+    /// Check `records` and compress their payloads, ready for `write_frames`.
+    fn prepare(&self, records: &[NewRecord<'_>]) -> Result<Vec<Prepared>> {
         self.inner.check_writable("append")?;
         for r in records {
             check_stream(r.stream)?;
@@ -475,12 +517,9 @@ impl Log {
                 )));
             }
         }
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
         let level = self.inner.opts.compression_level;
         let min = self.inner.opts.compress_min_bytes;
-        let prepared = records
+        Ok(records
             .iter()
             .map(|r| {
                 let s = codec::compress(r.payload, level, min);
@@ -495,14 +534,7 @@ impl Log {
                     tombstone: None,
                 }
             })
-            .collect();
-        let _in_flight = self.inner.appending();
-        let (assigned, lsn) = {
-            let mut w = lock(&self.inner.writer);
-            self.inner.write_frames(&mut w, prepared)?
-        };
-        self.inner.make_durable(lsn)?;
-        Ok(assigned)
+            .collect())
     }
 
     /// The newest live record of `kind` in `stream`.

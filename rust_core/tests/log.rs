@@ -351,3 +351,66 @@ fn reads_running_during_compactions_always_see_every_live_record() {
     stop.store(true, Ordering::Relaxed);
     reader.join().expect("reader saw every record every time");
 }
+
+fn rec<'a>(stream: &'a str, payload: &'a [u8]) -> NewRecord<'a> {
+    NewRecord { stream, kind: 2, payload }
+}
+
+#[test]
+fn an_append_that_need_not_wait_is_done_at_once_and_reads_back_like_any_other() {
+    let d = tmp("try-append");
+    for durability in [Durability::Process, Durability::Group] {
+        let dir = d.path().join(format!("{durability:?}"));
+        {
+            let log = Log::open(&dir, Options { durability, ..Options::default() }).expect("open");
+            let one = payload(1);
+            let two = payload(2);
+            let done = log.try_append_many(&[rec("a", &one), rec("a", &two)]).expect("try").expect("done at once");
+            assert_eq!(done.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
+            assert_eq!(log.try_append_many(&[]).expect("try"), Some(vec![]));
+            log.append("a", 2, &payload(3)).expect("append");
+        }
+        let log = Log::open(&dir, Options { durability, ..Options::default() }).expect("reopen");
+        let got: Vec<Vec<u8>> = log.read("a", 0, None).expect("read").into_iter().map(|r| r.payload).collect();
+        assert_eq!(got, vec![payload(1), payload(2), payload(3)]);
+    }
+}
+
+#[test]
+fn an_append_that_would_wait_for_an_fdatasync_a_roll_or_the_writer_is_declined_and_writes_nothing() {
+    let d = tmp("try-decline");
+    let p = payload(0);
+    {
+        let log = Log::open(d.path().join("sync"), Options { durability: Durability::Sync, ..Options::default() })
+            .expect("open");
+        assert_eq!(log.try_append_many(&[rec("a", &p)]).expect("try"), None, "sync waits for an fdatasync");
+        assert_eq!(log.last_seq("a").expect("seq"), 0);
+    }
+    {
+        // A roll (an fdatasync, an index file, a new segment) is left to append_many.
+        let log = Log::open(d.path().join("roll"), small()).expect("open");
+        while log.try_append_many(&[rec("a", &p)]).expect("try").is_some() {}
+        let before = log.last_seq("a").expect("seq");
+        assert_eq!(segments(&d.path().join("roll")).len(), 1, "declined before the segment filled up");
+        log.append("a", 2, &p).expect("append");
+        assert_eq!(log.last_seq("a").expect("seq"), before + 1);
+        assert_eq!(segments(&d.path().join("roll")).len(), 2, "append_many rolled");
+        assert!(log.try_append_many(&[rec("a", &p)]).expect("try").is_some(), "room again in the new segment");
+    }
+    {
+        // Compaction holds the writer while it calls its progress callback.
+        let log = Log::open(d.path().join("busy"), small()).expect("open");
+        fill(&log, "a", 200);
+        log.prune("a", 2, 0).expect("prune");
+        let mut declined = 0;
+        log.compact_with(0.0, &mut |_, _| {
+            if log.try_append_many(&[rec("b", &p)]).expect("try").is_none() {
+                declined += 1;
+            }
+            true
+        })
+        .expect("compact");
+        assert!(declined > 0);
+        assert_eq!(log.last_seq("b").expect("seq"), 0, "nothing written while the writer was busy");
+    }
+}
