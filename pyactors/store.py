@@ -213,7 +213,8 @@ class SegmentStore:
     One process at a time may open a store for writing (a second one gets
     `StoreLockedError`); inside it, any number of threads may append and read at
     once. Any number of processes may open it ``read_only`` beside the writer.
-    The GIL is released during file I/O, compression and decompression.
+    The GIL is released during file I/O, compression and decompression; a small append
+    that needs no wait (one write into the page cache) keeps it, which is cheaper.
 
     Args:
         path: The store directory; created (mode 0700) if missing.
