@@ -8,8 +8,11 @@ import pykka
 import pytest
 
 # Imported at module level on purpose: if the native module is missing, the whole
-# run fails at collection instead of skipping anything.
+# run fails at collection instead of skipping anything; `_native_guard` also fails a
+# build that imports but does not work, and any skip whose reason is not the machine's.
 from pyactors import SegmentStore
+
+pytest_plugins = ["_native_guard"]
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

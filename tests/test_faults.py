@@ -18,6 +18,7 @@ import pykka
 import pytest
 from _actors import Recorder
 from _faults import FaultFs, Seen, body, check_recovered, close_after_fault, count_ops, faulty_store, workload
+from _native_guard import skip_for_environment
 
 from pyactors import Kind, SegmentStore, StoreIOError
 
@@ -189,14 +190,14 @@ def test_an_actor_snapshot_that_cannot_be_written_leaves_the_previous_one_valid_
 def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs mounted for the test (needs root); always unmounted."""
     if os.geteuid() != 0:
-        pytest.skip("mounting a 4 MiB tmpfs needs root; this test runs only as root")
+        skip_for_environment("mounting a 4 MiB tmpfs needs root; this test runs only as root")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     done = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, check=False
     )
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        skip_for_environment(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:
         yield mnt
     finally:
