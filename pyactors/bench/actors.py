@@ -564,22 +564,15 @@ def bench_restart(cfg: Config, tmp: str) -> None:
             )
         print(f"ratio supervisor restart / floor: {ratio:.2f}x   target <= 1.3x {verdict(ok)}", flush=True)
         params = {"snapshot_bytes": payload_size["raw"], "journaled": JOURNALED}
-        compare(
-            "restart, 1 MB state + 1,000 journaled",
-            "ms",
-            ("Supervisor restart", sup_t.summary()),
-            ("floor: unpickle + handler", floor_ns.summary()),
-            higher_is_better=False,
-            **params,
-        )
-        compare(
-            "restart, 1 MB state + 1,000 journaled",
-            "ms",
-            ("PersistentActor.start + ask", start_ns.summary()),
-            ("floor: unpickle + handler", floor_ns.summary()),
-            higher_is_better=False,
-            **params,
-        )
+        for arm, t in (("Supervisor restart", sup_t), ("PersistentActor.start + ask", start_ns)):
+            compare(
+                "restart, 1 MB state + 1,000 journaled",
+                "ms",
+                (arm, t.summary()),
+                ("floor: unpickle + handler", floor_ns.summary()),
+                higher_is_better=False,
+                **params,
+            )
         target(
             "restart_1mb_1000",
             "one actor, 1 MB state + 1,000 journaled messages: restart <= 1.3x its floor",

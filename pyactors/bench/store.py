@@ -407,31 +407,19 @@ def one_append_comparison(
 
     store_count = 0
     try:
+        runs: list[Callable[[int], None]]
         if mode == "single":
 
-            def run_store(n: int) -> None:
-                nonlocal store_count
-                append = store.append
-                its = items(n)
-                for i in range(n):
-                    s, p = its[i]
-                    append(s, p)
-                store_count += n
+            def single(append: Callable[[str, bytes], object]) -> Callable[[int], None]:
+                def run(n: int) -> None:
+                    its = items(n)
+                    for i in range(n):
+                        s, p = its[i]
+                        append(s, p)
 
-            def run_python(n: int) -> None:
-                append = writer.append
-                its = items(n)
-                for i in range(n):
-                    s, p = its[i]
-                    append(s, p)
+                return run
 
-            def run_sqlite(n: int) -> None:
-                append = sqlite.append
-                its = items(n)
-                for i in range(n):
-                    s, p = its[i]
-                    append(s, p)
-
+            runs = [single(w.append) for w in (store, writer, sqlite)]
             unit, start = 1, 20 if policy == "sync" or nbytes > 4096 else 200
             prepare: Callable[[int], object] = items
         else:
@@ -444,28 +432,24 @@ def one_append_comparison(
                     batches = [its[j * BATCH : (j + 1) * BATCH] for j in range(n)]
                 return batches
 
-            def run_store(n: int) -> None:
-                nonlocal store_count
-                append_many = store.append_many
-                bs = get_batches(n)
-                for j in range(n):
-                    append_many(bs[j])
-                store_count += n * BATCH
+            def batched(append_many: Callable[[list[tuple[str, bytes]]], object]) -> Callable[[int], None]:
+                def run(n: int) -> None:
+                    bs = get_batches(n)
+                    for j in range(n):
+                        append_many(bs[j])
 
-            def run_python(n: int) -> None:
-                append_many = writer.append_many
-                bs = get_batches(n)
-                for j in range(n):
-                    append_many(bs[j])
+                return run
 
-            def run_sqlite(n: int) -> None:
-                append_many = sqlite.append_many
-                bs = get_batches(n)
-                for j in range(n):
-                    append_many(bs[j])
-
+            runs = [batched(w.append_many) for w in (store, writer, sqlite)]
             unit, start = BATCH, 2 if policy == "sync" or nbytes > 4096 else 10
             prepare = get_batches
+        store_run, run_python, run_sqlite = runs
+
+        def run_store(n: int) -> None:
+            nonlocal store_count
+            store_run(n)
+            store_count += n * unit
+
         n_store = calibrate(run_store, unit * nbytes, cfg, start)
         n_python = calibrate(run_python, unit * nbytes, cfg, start)
         n_sqlite = calibrate(run_sqlite, unit * nbytes, cfg, start)

@@ -1114,20 +1114,14 @@ def bench_footprint(cfg: Config, tmp: str) -> None:
                 workload=name,
                 pickled_state_bytes_all_supersteps=raw,
             )
-            figure(
-                "compression (pickled state / bytes on disk)",
-                "pyactors FileCheckpointer",
-                "x",
-                summary([raw / SUPERSTEPS / x for x in pa]),
-                workload=name,
-            )
-            figure(
-                "compression (pickled state / bytes on disk)",
-                "LangGraph SqliteSaver",
-                "x",
-                summary([raw / SUPERSTEPS / x for x in lg]),
-                workload=name,
-            )
+            for engine, per_ckpt in (("pyactors FileCheckpointer", pa), ("LangGraph SqliteSaver", lg)):
+                figure(
+                    "compression (pickled state / bytes on disk)",
+                    engine,
+                    "x",
+                    summary([raw / SUPERSTEPS / x for x in per_ckpt]),
+                    workload=name,
+                )
             pa_m, lg_m = statistics.median(pa), statistics.median(lg)
             print(
                 f"{name:<10} {len(pa):>4} | {pa_m:>15,.0f} {raw / SUPERSTEPS / pa_m:>5.1f}x | {lg_m:>13,.0f} "

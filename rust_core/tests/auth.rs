@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use pyactors_core::format::{FLAG_MAC, KEY_ID_AT, MAC_LEN, SEGMENT_HEADER_LEN};
 use pyactors_core::{AuthKey, CoreError, Log, Options, RecoveryMode};
 
+mod common;
+use common::{segments, tmp};
+
 const KEY: &[u8] = b"the store key, 32 bytes long....";
 
 fn opts(key: Option<&[u8]>) -> Options {
@@ -17,22 +20,8 @@ fn tolerant(key: Option<&[u8]>) -> Options {
     Options { recovery: RecoveryMode::TolerateAnyCorruption, ..opts(key) }
 }
 
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(name).tempdir().unwrap()
-}
-
 fn payload(i: u64) -> Vec<u8> {
     format!("record {i}: some text to store").into_bytes()
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// `(position, length)` of every frame of a segment file.

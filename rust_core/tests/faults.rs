@@ -4,7 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,27 +13,8 @@ use pyactors_core::format::SEGMENT_HEADER_LEN;
 use pyactors_core::fs::FileSystem;
 use pyactors_core::{CoreError, Durability, Log, Options};
 
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(name).tempdir().expect("tempdir")
-}
-
-fn small() -> Options {
-    Options { segment_bytes: 4096, ..Options::default() }
-}
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("message number {i} with some repeated text text text text text text").into_bytes()
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::{payload, segments, small, tmp};
 
 // -- the fault layer itself -----------------------------------------------------------
 

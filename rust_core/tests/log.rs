@@ -6,34 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pyactors_core::format::{segment_name, SEGMENT_HEADER_LEN};
-use pyactors_core::{CoreError, Durability, Log, NewRecord, Options, RecoveryMode};
+use pyactors_core::{CoreError, Durability, Log, NewRecord, Options, RecoveryMode, TryAppend};
 
-fn small() -> Options {
-    Options { segment_bytes: 4096, ..Options::default() }
-}
-
-fn tmp(name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(name).tempdir().expect("tempdir")
-}
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("message number {i} with some repeated text text text text text text").into_bytes()
-}
+mod common;
+use common::{payload, segments, small, tmp};
 
 fn fill(log: &Log, stream: &str, n: u64) {
     for i in 0..n {
         log.append(stream, 2, &payload(i)).expect("append");
     }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 fn disk_bytes(dir: &Path) -> u64 {
@@ -356,6 +337,14 @@ fn rec<'a>(stream: &'a str, payload: &'a [u8]) -> NewRecord<'a> {
     NewRecord { stream, kind: 2, payload }
 }
 
+/// The records written by a `try_append_many`, or None when it handed them back.
+fn at_once(t: TryAppend) -> Option<Vec<(u64, i64)>> {
+    match t {
+        TryAppend::Done(done) => Some(done),
+        TryAppend::Wait(_) => None,
+    }
+}
+
 #[test]
 fn an_append_that_need_not_wait_is_done_at_once_and_reads_back_like_any_other() {
     let d = tmp("try-append");
@@ -365,9 +354,8 @@ fn an_append_that_need_not_wait_is_done_at_once_and_reads_back_like_any_other() 
             let log = Log::open(&dir, Options { durability, ..Options::default() }).expect("open");
             let one = payload(1);
             let two = payload(2);
-            let done = log.try_append_many(&[rec("a", &one), rec("a", &two)]).expect("try").expect("done at once");
-            assert_eq!(done.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
-            assert_eq!(log.try_append_many(&[]).expect("try"), Some(vec![]));
+            let done = at_once(log.try_append_many(&[rec("a", &one), rec("a", &two)]).expect("try"));
+            assert_eq!(done.expect("done at once").iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2]);
             log.append("a", 2, &payload(3)).expect("append");
         }
         let log = Log::open(&dir, Options { durability, ..Options::default() }).expect("reopen");
@@ -383,19 +371,24 @@ fn an_append_that_would_wait_for_an_fdatasync_a_roll_or_the_writer_is_declined_a
     {
         let log = Log::open(d.path().join("sync"), Options { durability: Durability::Sync, ..Options::default() })
             .expect("open");
-        assert_eq!(log.try_append_many(&[rec("a", &p)]).expect("try"), None, "sync waits for an fdatasync");
+        let TryAppend::Wait(batch) = log.try_append_many(&[rec("a", &p)]).expect("try") else {
+            panic!("sync waits for an fdatasync")
+        };
         assert_eq!(log.last_seq("a").expect("seq"), 0);
+        let done = log.append_prepared(batch).expect("append the batch handed back");
+        assert_eq!(done[0].0, 1);
+        assert_eq!(log.read("a", 0, None).expect("read")[0].payload, p, "written once, as prepared");
     }
     {
         // A roll (an fdatasync, an index file, a new segment) is left to append_many.
         let log = Log::open(d.path().join("roll"), small()).expect("open");
-        while log.try_append_many(&[rec("a", &p)]).expect("try").is_some() {}
+        while at_once(log.try_append_many(&[rec("a", &p)]).expect("try")).is_some() {}
         let before = log.last_seq("a").expect("seq");
         assert_eq!(segments(&d.path().join("roll")).len(), 1, "declined before the segment filled up");
         log.append("a", 2, &p).expect("append");
         assert_eq!(log.last_seq("a").expect("seq"), before + 1);
         assert_eq!(segments(&d.path().join("roll")).len(), 2, "append_many rolled");
-        assert!(log.try_append_many(&[rec("a", &p)]).expect("try").is_some(), "room again in the new segment");
+        assert!(at_once(log.try_append_many(&[rec("a", &p)]).expect("try")).is_some(), "room again in the new segment");
     }
     {
         // Compaction holds the writer while it calls its progress callback.
@@ -404,7 +397,7 @@ fn an_append_that_would_wait_for_an_fdatasync_a_roll_or_the_writer_is_declined_a
         log.prune("a", 2, 0).expect("prune");
         let mut declined = 0;
         log.compact_with(0.0, &mut |_, _| {
-            if log.try_append_many(&[rec("b", &p)]).expect("try").is_none() {
+            if at_once(log.try_append_many(&[rec("b", &p)]).expect("try")).is_none() {
                 declined += 1;
             }
             true

@@ -2,27 +2,16 @@
 //! between rewriting the manifest and unlinking is finished, not read twice.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use pyactors_core::format::MANIFEST_FILE;
 use pyactors_core::{CoreError, Log, Options, RecoveryMode};
 
-fn small() -> Options {
-    Options { segment_bytes: 4096, ..Options::default() }
-}
+mod common;
+use common::{segments, small};
 
 fn tolerant() -> Options {
     Options { recovery: RecoveryMode::TolerateAnyCorruption, ..small() }
-}
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
 }
 
 /// A store of 200 records in stream "a" over several 4 KiB segments.

@@ -6,9 +6,8 @@ use std::path::Path;
 
 use pyactors_core::{CoreError, Log, Options};
 
-fn small() -> Options {
-    Options { segment_bytes: 4096, ..Options::default() }
-}
+mod common;
+use common::small;
 
 fn read_only() -> Options {
     Options { read_only: true, ..small() }
