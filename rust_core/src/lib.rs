@@ -23,6 +23,7 @@ mod py;
 pub use auth::AuthKey;
 pub use error::{CoreError, Result};
 pub use log::{
-    CompactReport, Durability, Log, NewRecord, OpenReport, Options, Record, RecoveryMode, Stats, VerifyReport,
+    CompactReport, Durability, Log, NewRecord, OpenReport, Options, PreparedBatch, Record, RecoveryMode, Stats,
+    TryAppend, VerifyReport,
 };
 pub use scan::Damage;

@@ -227,6 +227,17 @@ pub struct NewRecord<'a> {
     pub payload: &'a [u8],
 }
 
+/// Records checked and compressed, not yet written (see `Log::try_append_many`).
+pub struct PreparedBatch(Vec<Prepared>);
+
+/// What `Log::try_append_many` did.
+pub enum TryAppend {
+    /// Written: `(seq, timestamp_us)` of each record.
+    Done(Vec<(u64, i64)>),
+    /// Not written, as it would have waited: pass the batch to `Log::append_prepared`.
+    Wait(PreparedBatch),
+}
+
 /// A record ready to be framed. `seq`/`timestamp_us` are set for copies (compaction)
 /// and assigned by the writer for new records.
 struct Prepared {
@@ -464,14 +475,18 @@ impl Log {
 
     /// Append records in one write; all or none. Returns `(seq, timestamp_us)` of each.
     pub fn append_many(&self, records: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>> {
-        let prepared = self.prepare(records)?;
-        if prepared.is_empty() {
+        self.append_prepared(PreparedBatch(self.prepare(records)?))
+    }
+
+    /// Write a batch `try_append_many` handed back, waiting for whatever it would not.
+    pub fn append_prepared(&self, batch: PreparedBatch) -> Result<Vec<(u64, i64)>> {
+        if batch.0.is_empty() {
             return Ok(Vec::new());
         }
         let _in_flight = self.inner.appending();
         let (assigned, lsn) = {
             let mut w = lock(&self.inner.writer);
-            self.inner.write_frames(&mut w, prepared)?
+            self.inner.write_frames(&mut w, batch.0)?
         };
         self.inner.make_durable(lsn)?;
         Ok(assigned)
@@ -479,29 +494,27 @@ impl Log {
 
     /// `append_many` if it can be done at once, without waiting for anything: the policy
     /// is `process` or `group` (no fdatasync to wait for), the writer is free, and the
-    /// records fit in the active segment (no roll). `Ok(None)` otherwise, with nothing
-    /// written. For callers that hold a lock of their own meanwhile (the Python binding
-    /// keeps the GIL across a small append: handing it over and taking it back costs
-    /// more than one write into the page cache).
-    pub fn try_append_many(&self, records: &[NewRecord<'_>]) -> Result<Option<Vec<(u64, i64)>>> {
-        if self.inner.opts.durability == Durability::Sync {
-            return Ok(None);
-        }
-        let prepared = self.prepare(records)?;
-        if prepared.is_empty() {
-            return Ok(Some(Vec::new()));
+    /// records fit in the active segment (no roll). Otherwise nothing is written and the
+    /// checked, compressed batch comes back (`TryAppend::Wait`) for `append_prepared`,
+    /// so that no payload is compressed twice. For callers that hold a lock of their own
+    /// meanwhile (the Python binding keeps the GIL across a small append: handing it
+    /// over and taking it back costs more than one write into the page cache).
+    pub fn try_append_many(&self, records: &[NewRecord<'_>]) -> Result<TryAppend> {
+        let batch = PreparedBatch(self.prepare(records)?);
+        if self.inner.opts.durability == Durability::Sync || batch.0.is_empty() {
+            return Ok(TryAppend::Wait(batch));
         }
         let mut w = match self.inner.writer.try_lock() {
             Ok(w) => w,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(TryAppend::Wait(batch)),
         };
-        let most: usize = prepared.iter().map(|r| RECORD_HEADER_LEN + MAC_LEN + r.stream.len() + r.stored.len()).sum();
+        let most: usize = batch.0.iter().map(|r| RECORD_HEADER_LEN + MAC_LEN + r.stream.len() + r.stored.len()).sum();
         if w.pos.saturating_add(most as u64) >= self.inner.opts.segment_bytes {
-            return Ok(None);
+            return Ok(TryAppend::Wait(batch));
         }
-        let (assigned, _lsn) = self.inner.write_frames(&mut w, prepared)?;
-        Ok(Some(assigned))
+        let (assigned, _lsn) = self.inner.write_frames(&mut w, batch.0)?;
+        Ok(TryAppend::Done(assigned))
     }
 
     /// Check `records` and compress their payloads, ready for `write_frames`.

@@ -1,9 +1,10 @@
 //! The PyO3 binding: `pyactors._core`. Arguments are copied into owned Rust values,
 //! then every piece of file I/O, compression and decompression runs inside
 //! `py.detach` with the GIL released — but one: an append of fewer than
-//! `KEEP_GIL_MAX_BYTES` that `Log::try_append_many` can do at once (no fdatasync, no
-//! segment roll, the writer free) is one write into the page cache, and runs with the
-//! GIL held. Releasing it there cost more than the write: the caller then waits for
+//! `KEEP_GIL_MAX_BYTES` is checked and compressed (microseconds) with the GIL held, and
+//! written with it too when `Log::try_append_many` can do so at once (no fdatasync, no
+//! segment roll, the writer free): one write into the page cache. Otherwise the GIL is
+//! released while `Log::append_prepared` waits. Releasing it there cost more than the write: the caller then waits for
 //! whichever thread took the GIL (a pykka actor, LangGraph's loop) to hand it back.
 //! (`tell` throughput of a `PersistentActor` went up by half; small LangGraph
 //! checkpoints got about twice as cheap; docs/PERFORMANCE.md.) It never waits for a
@@ -25,7 +26,7 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::auth::AuthKey;
 use crate::error::CoreError;
 use crate::fs::{FileSystem, StdFs};
-use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode};
+use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode, TryAppend};
 use crate::scan::Damage;
 
 type RawRecord<'py> = (String, u8, u64, i64, Bound<'py, PyBytes>);
@@ -106,12 +107,13 @@ const KEEP_GIL_MAX_BYTES: usize = 16 * 1024;
 
 impl PySegmentLog {
     fn append_batch(&self, py: Python<'_>, batch: &[NewRecord<'_>]) -> Result<Vec<(u64, i64)>, CoreError> {
-        if batch.iter().map(|r| r.payload.len()).sum::<usize>() < KEEP_GIL_MAX_BYTES {
-            if let Some(done) = self.log.try_append_many(batch)? {
-                return Ok(done);
-            }
+        if batch.iter().map(|r| r.payload.len()).sum::<usize>() >= KEEP_GIL_MAX_BYTES {
+            return py.detach(|| self.log.append_many(batch));
         }
-        py.detach(|| self.log.append_many(batch))
+        match self.log.try_append_many(batch)? {
+            TryAppend::Done(done) => Ok(done),
+            TryAppend::Wait(prepared) => py.detach(|| self.log.append_prepared(prepared)),
+        }
     }
 }
 
