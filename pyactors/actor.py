@@ -91,14 +91,18 @@ def _encode(message: Any, *, asked: bool) -> list[Any] | None:
     return [_PLAIN, asked, message]
 
 
-def _decode(obj: Any) -> tuple[Any, bool]:
-    """Return the journaled message and whether it was asked."""
+def _decode(obj: Any) -> tuple[Any, bool, bool]:
+    """Return the journaled message, whether it was asked, and whether it is plain.
+
+    A plain message goes straight to `on_receive` on replay: it is never one of
+    pykka's own messages, which are journaled as proxy calls and sets or not at all.
+    """
     tag, asked = obj[0], bool(obj[1])
     if tag == _CALL:
-        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked
+        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked, False
     if tag == _SET:
-        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked
-    return obj[2], asked
+        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked, False
+    return obj[2], asked, True
 
 
 # Snapshot payload: { watermark u64 little endian | the state, serialized }.
@@ -360,7 +364,7 @@ class PersistentActor(_Supervised):
         self._unsnapshotted = 0
         self._last_snapshot_at = time.monotonic()
 
-    def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool]]:
+    def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool, bool]]:
         """Restore the latest snapshot; return the journaled messages after it."""
         if self.store is None:
             return []  # managed: its owner restores it
@@ -371,9 +375,9 @@ class PersistentActor(_Supervised):
             self._watermark = self._snapshot_watermark = _snapshot_watermark(snap.payload)
         boundary = self._inbox.boundary
         return [
-            (r.seq, *_decode(loads(r.payload)))
-            for r in self.store.read(self.persistence_id, after_seq=self._watermark, kinds=[Kind.MESSAGE])
-            if r.seq <= boundary
+            (seq, *_decode(loads(payload)))
+            for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [Kind.MESSAGE])
+            if seq <= boundary
         ]
 
     # -- pykka internals, extended -------------------------------------------------
@@ -385,20 +389,24 @@ class PersistentActor(_Supervised):
             self._handle_failure(*sys.exc_info())
             return
         super()._actor_loop_setup()  # on_start
-        for seq, message, asked in backlog:
-            if self.actor_stopped.is_set():
+        stopped = self.actor_stopped.is_set
+        for seq, message, asked, plain in backlog:
+            if stopped():
                 return
-            self._replay(seq, message, asked=asked)
+            self._replay(seq, message, asked=asked, plain=plain)
         self._announce_ready()
 
-    def _replay(self, seq: int, message: Any, *, asked: bool) -> None:
+    def _replay(self, seq: int, message: Any, *, asked: bool, plain: bool) -> None:
         """Handle a journaled message of an earlier life as pykka handled it then.
 
         A told message that raises crashes the actor (it is delivered again after the
         restart); an asked one had its caller, who is gone: its exception is logged.
         """
+        # pykka's dispatch, without the live-message bookkeeping; a plain message skips
+        # its checks for pykka's own message types (see `_decode`).
+        handle = self.on_receive if plain else super()._handle_receive
         try:
-            super()._handle_receive(message)  # pykka's dispatch, without the live-message bookkeeping
+            handle(message)
         except Exception:  # pykka's handling of a failed tell or ask
             if asked:
                 logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
