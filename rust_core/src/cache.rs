@@ -26,6 +26,9 @@ pub(crate) struct LatestCache {
     used: usize,
     /// `None`: asked for while the stream had no record of that kind (yet).
     entries: LruCache<Key, Option<Record>>,
+    /// Entries per kind: an append of a kind nobody asked for (a journaled message)
+    /// is passed over without building a key.
+    per_kind: [u32; 256],
 }
 
 fn cost(key: &Key, rec: Option<&Record>) -> usize {
@@ -34,7 +37,7 @@ fn cost(key: &Key, rec: Option<&Record>) -> usize {
 
 impl LatestCache {
     pub(crate) fn new(budget: usize) -> Self {
-        Self { budget, used: 0, entries: LruCache::unbounded() }
+        Self { budget, used: 0, entries: LruCache::unbounded(), per_kind: [0; 256] }
     }
 
     /// The cached record of `(stream, kind)` if it is the one with `seq`.
@@ -47,7 +50,7 @@ impl LatestCache {
 
     /// Whether appends of `kind` to `stream` should be kept (it was asked for).
     pub(crate) fn wants(&self, stream: &str, kind: u8) -> bool {
-        self.budget > 0 && self.entries.contains(&(stream.to_owned(), kind))
+        self.per_kind[usize::from(kind)] > 0 && self.entries.contains(&(stream.to_owned(), kind))
     }
 
     /// Remember what `latest` found for `(stream, kind)`: its newest record, or none.
@@ -73,27 +76,32 @@ impl LatestCache {
             .cloned()
             .collect();
         for key in doomed {
-            if let Some(old) = self.entries.pop(&key) {
-                self.used -= cost(&key, old.as_ref());
-            }
+            self.remove(&key);
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(old) = self.entries.pop(key) {
+            self.used -= cost(key, old.as_ref());
+            self.per_kind[usize::from(key.1)] -= 1;
         }
     }
 
     fn put(&mut self, key: Key, rec: Option<Record>) {
         let size = cost(&key, rec.as_ref());
+        self.remove(&key);
         if size > self.budget {
-            if let Some(old) = self.entries.pop(&key) {
-                self.used -= cost(&key, old.as_ref());
-            }
             return;
         }
-        let old_cost = self.entries.peek(&key).map(|old| cost(&key, old.as_ref()));
-        self.used -= old_cost.unwrap_or(0);
         self.used += size;
+        self.per_kind[usize::from(key.1)] += 1;
         self.entries.put(key, rec);
         while self.used > self.budget {
             match self.entries.pop_lru() {
-                Some((k, r)) => self.used -= cost(&k, r.as_ref()),
+                Some((k, r)) => {
+                    self.used -= cost(&k, r.as_ref());
+                    self.per_kind[usize::from(k.1)] -= 1;
+                }
                 None => break,
             }
         }
@@ -163,5 +171,7 @@ mod tests {
         c.forget("a", None);
         assert!(c.get("a", 1, 1).is_none() && c.get("b", 1, 1).is_some());
         assert_eq!(c.used, cost(&("b".into(), 1), Some(&rec("b", 1, 1, 100))));
+        assert_eq!((c.per_kind[1], c.per_kind[2]), (1, 0));
+        assert!(!c.wants("a", 2) && c.wants("b", 1));
     }
 }
