@@ -54,8 +54,15 @@ impl LatestCache {
     }
 
     /// Remember what `latest` found for `(stream, kind)`: its newest record, or none.
+    /// A record read while an append replaced the entry with a newer one is not kept.
     pub(crate) fn asked(&mut self, stream: &str, kind: u8, found: Option<&Record>) {
-        self.put((stream.to_owned(), kind), found.cloned());
+        let key = (stream.to_owned(), kind);
+        if let (Some(Some(have)), Some(new)) = (self.entries.peek(&key), found) {
+            if have.seq > new.seq {
+                return;
+            }
+        }
+        self.put(key, found.cloned());
     }
 
     /// An append of `rec`: replaces the entry of its `(stream, kind)` if there is one.
@@ -123,6 +130,17 @@ mod tests {
         assert_eq!(c.get("a", 1, 3).map(|r| r.seq), Some(3));
         assert!(c.get("a", 1, 4).is_none());
         assert!(c.get("a", 2, 3).is_none());
+    }
+
+    #[test]
+    fn a_read_older_than_an_appended_entry_does_not_replace_it() {
+        let mut c = LatestCache::new(1 << 20);
+        c.asked("a", 1, None);
+        c.appended(rec("a", 1, 6, 10));
+        c.asked("a", 1, Some(&rec("a", 1, 5, 10))); // read before that append landed
+        assert!(c.get("a", 1, 6).is_some());
+        c.asked("a", 1, None); // the index says none any more: pruned
+        assert!(c.get("a", 1, 6).is_none());
     }
 
     #[test]
