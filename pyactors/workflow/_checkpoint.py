@@ -542,9 +542,9 @@ class FileCheckpointer(Checkpointer):
         super().__init__(serializer or store.serializer)
 
     def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
-        # A whole-state checkpoint (the input of every run, one per FULL_EVERY steps)
-        # is written raw: zstd would cost ~0.5 ms per 100 KB of state on the path of
-        # every invoke. compact() compresses it later; restoring it skips decompression.
+        # A whole-state checkpoint (a new thread's input, one per FULL_EVERY steps, prune's
+        # rewrites) is written raw: zstd would cost ~0.5-1 ms per 100 KB of state on the
+        # path of the invoke. compact() compresses it later; restoring it skips decompression.
         self.store.append(_stream(thread_id), payload, kind, compress=not whole)
 
     def _records(self, thread_id: str) -> list[tuple[int, bytes]]:
