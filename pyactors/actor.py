@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self
 
 import pykka
 from pykka import ActorDeadError, messages
-from pykka._envelope import Envelope
 
 from pyactors.errors import ActorCrashedError, InvalidArgumentError, SerializationError, StoreIOError
 from pyactors.store import Kind, SegmentStore
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from pykka._actor import ActorInbox
+    from pykka._envelope import Envelope
 
 __all__ = ["PersistentActor", "RecoveredActor", "recover"]
 
@@ -79,26 +79,34 @@ _START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyac
 # `asked` matters on replay: the exception of an asked message went to its caller, so
 # it is logged there, not treated as a crash (pykka's rule for asks).
 _PLAIN, _CALL, _SET = 0, 1, 2
+_MESSAGE = int(Kind.MESSAGE)
+
+
+_PYKKA_MESSAGES = (messages.ProxyCall, messages.ProxySetAttr, messages.ProxyGetAttr, messages._ActorStop)
 
 
 def _encode(message: Any, *, asked: bool) -> list[Any] | None:
+    if not isinstance(message, _PYKKA_MESSAGES):  # one check for the common case
+        return [_PLAIN, asked, message]
     if isinstance(message, messages.ProxyCall):
         return [_CALL, asked, list(message.attr_path), list(message.args), message.kwargs]
     if isinstance(message, messages.ProxySetAttr):
         return [_SET, asked, list(message.attr_path), message.value]
-    if isinstance(message, (messages.ProxyGetAttr, messages._ActorStop)):
-        return None
-    return [_PLAIN, asked, message]
+    return None
 
 
-def _decode(obj: Any) -> tuple[Any, bool]:
-    """Return the journaled message and whether it was asked."""
+def _decode(obj: Any) -> tuple[Any, bool, bool]:
+    """Return the journaled message, whether it was asked, and whether it is plain.
+
+    A plain message goes straight to `on_receive` on replay: it is never one of
+    pykka's own messages, which are journaled as proxy calls and sets or not at all.
+    """
     tag, asked = obj[0], bool(obj[1])
     if tag == _CALL:
-        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked
+        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked, False
     if tag == _SET:
-        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked
-    return obj[2], asked
+        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked, False
+    return obj[2], asked, True
 
 
 # Snapshot payload: { watermark u64 little endian | the state, serialized }.
@@ -110,52 +118,44 @@ def _snapshot_watermark(payload: bytes) -> int:
     return watermark
 
 
-class _JournaledEnvelope(Envelope[Any]):
-    """An envelope whose message is in the journal under `seq`."""
-
-    __slots__ = ("seq",)
-
-    def __init__(self, message: Any, reply_to: pykka.Future[Any] | None, seq: int) -> None:
-        super().__init__(message, reply_to)
-        self.seq = seq
-
-
 class _DurableInbox:
     """A pykka inbox that journals each message before queueing it.
 
     `put` runs in the caller's thread: a message the serializer refuses raises
     `SerializationError` there and nothing is queued. Journaling and queueing happen
-    under one lock, so the queue order is the journal order.
+    under one lock, so the queue order is the journal order. The queue holds
+    ``(envelope, seq)``: seq is the message's number in the journal (None: not
+    journaled).
     """
 
     def __init__(self, store: SegmentStore | None, persistence_id: str) -> None:
         self._store = store
         self._pid = persistence_id
-        self._queue: queue.SimpleQueue[Envelope[Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Envelope[Any], int | None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
         self.boundary = 0 if store is None else store.last_seq(persistence_id)
         """Messages up to this sequence number were accepted by an earlier life."""
-        self.current: Envelope[Any] | None = None
-        """The envelope being handled by the actor."""
+        self.current: tuple[Envelope[Any], int | None] | None = None
+        """The envelope being handled by the actor, and its seq."""
 
     def put(self, envelope: Envelope[Any], /) -> None:
-        encoded = _encode(envelope.message, asked=envelope.reply_to is not None)
-        if encoded is None or self._store is None:
-            self._queue.put(envelope)
+        store = self._store
+        encoded = None if store is None else _encode(envelope.message, asked=envelope.reply_to is not None)
+        if store is None or encoded is None:
+            self._queue.put((envelope, None))
             return
-        payload = self._store.serializer.dumps(encoded)
+        payload = store.serializer.dumps(encoded)
         with self._lock:
             if self._closed:
                 msg = f"persistent actor {self._pid!r} is stopped"
                 raise ActorDeadError(msg)
-            seq = self._store.append(self._pid, payload, Kind.MESSAGE)
-            self._queue.put(_JournaledEnvelope(envelope.message, envelope.reply_to, seq))
+            self._queue.put((envelope, store.append(self._pid, payload, _MESSAGE)))
 
     def get(self) -> Envelope[Any]:
-        envelope = self._queue.get()
-        self.current = envelope
-        return envelope
+        item = self._queue.get()
+        self.current = item
+        return item[0]
 
     def empty(self) -> bool:
         return self._queue.empty()
@@ -360,7 +360,7 @@ class PersistentActor(_Supervised):
         self._unsnapshotted = 0
         self._last_snapshot_at = time.monotonic()
 
-    def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool]]:
+    def _restore_and_load_backlog(self) -> list[tuple[int, Any, bool, bool]]:
         """Restore the latest snapshot; return the journaled messages after it."""
         if self.store is None:
             return []  # managed: its owner restores it
@@ -371,9 +371,9 @@ class PersistentActor(_Supervised):
             self._watermark = self._snapshot_watermark = _snapshot_watermark(snap.payload)
         boundary = self._inbox.boundary
         return [
-            (r.seq, *_decode(loads(r.payload)))
-            for r in self.store.read(self.persistence_id, after_seq=self._watermark, kinds=[Kind.MESSAGE])
-            if r.seq <= boundary
+            (seq, *_decode(loads(payload)))
+            for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [Kind.MESSAGE])
+            if seq <= boundary
         ]
 
     # -- pykka internals, extended -------------------------------------------------
@@ -385,20 +385,24 @@ class PersistentActor(_Supervised):
             self._handle_failure(*sys.exc_info())
             return
         super()._actor_loop_setup()  # on_start
-        for seq, message, asked in backlog:
-            if self.actor_stopped.is_set():
+        stopped = self.actor_stopped.is_set
+        for seq, message, asked, plain in backlog:
+            if stopped():
                 return
-            self._replay(seq, message, asked=asked)
+            self._replay(seq, message, asked=asked, plain=plain)
         self._announce_ready()
 
-    def _replay(self, seq: int, message: Any, *, asked: bool) -> None:
+    def _replay(self, seq: int, message: Any, *, asked: bool, plain: bool) -> None:
         """Handle a journaled message of an earlier life as pykka handled it then.
 
         A told message that raises crashes the actor (it is delivered again after the
         restart); an asked one had its caller, who is gone: its exception is logged.
         """
+        # pykka's dispatch, without the live-message bookkeeping; a plain message skips
+        # its checks for pykka's own message types (see `_decode`).
+        handle = self.on_receive if plain else super()._handle_receive
         try:
-            super()._handle_receive(message)  # pykka's dispatch, without the live-message bookkeeping
+            handle(message)
         except Exception:  # pykka's handling of a failed tell or ask
             if asked:
                 logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
@@ -413,17 +417,17 @@ class PersistentActor(_Supervised):
             self._handled(seq, asked=False)
 
     def _handle_receive(self, message: Any) -> Any:
-        envelope, self._inbox.current = self._inbox.current, None
-        seq = envelope.seq if isinstance(envelope, _JournaledEnvelope) else None
-        asked = envelope is not None and envelope.reply_to is not None
+        current, self._inbox.current = self._inbox.current, None
+        if current is None or (seq := current[1]) is None:  # not journaled
+            return super()._handle_receive(message)
+        asked = current[0].reply_to is not None
         try:
             result = super()._handle_receive(message)
         except Exception:
-            if seq is not None and asked:
+            if asked:
                 self._handled(seq, asked=asked)  # the caller got the exception: done
             raise
-        if seq is not None:
-            self._handled(seq, asked=asked)
+        self._handled(seq, asked=asked)
         return result
 
     def _handled(self, seq: int, *, asked: bool) -> None:

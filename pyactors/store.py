@@ -247,6 +247,13 @@ class SegmentStore:
             for bytes that may come from an untrusted source is `MsgpackSerializer`
             plus a key: pickle must never read untrusted segments, since unpickling
             runs code. See docs/RELIABILITY.md, "Untrusted data".
+        cache_bytes: Memory for the newest record of each ``(stream, kind)`` that
+            `latest` was asked for. From then on each append of that kind to that
+            stream replaces it, so asking again is a lookup, not a read and a
+            decompression: a persistent actor restarted in the same process gets
+            its snapshot from here. Only a record the index names as newest is
+            served, so pruned, deleted or compacted records never are. Least
+            recently used entries go first; 0 turns it off.
 
     Raises:
         StoreLockedError: Another process has the store open.
@@ -271,6 +278,7 @@ class SegmentStore:
         read_only: bool = False,
         serializer: Serializer | None = None,
         auth_key: bytes | None = None,
+        cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._log = _core.SegmentLog(
             os.fspath(path),
@@ -282,6 +290,7 @@ class SegmentStore:
             tolerant=tolerant,
             read_only=read_only,
             auth_key=auth_key,
+            cache_bytes=cache_bytes,
         )
         self.serializer: Serializer = serializer or PickleSerializer()
         report = self._log.open_report()
@@ -350,7 +359,8 @@ class SegmentStore:
     def latest(self, stream: str, kind: int = Kind.SNAPSHOT) -> Record | None:
         """Return the newest live record of `kind` in `stream`, or None.
 
-        Reads only that record (found through the index).
+        Reads only that record (found through the index), or takes it from memory
+        when an earlier call asked for it (see ``cache_bytes``).
         """
         raw = self._log.latest(stream, kind)
         return None if raw is None else _record(raw)
@@ -384,6 +394,22 @@ class SegmentStore:
             raise InvalidArgumentError(msg)
         it = self._log.read(stream, after_seq, None if kinds is None else list(kinds), limit)
         return (_record(raw) for raw in it)
+
+    def read_payloads(
+        self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None
+    ) -> list[tuple[int, bytes]]:
+        """Return ``(seq, payload)`` of every live record of `stream` with ``seq > after_seq``, in order.
+
+        The eager form of `read` for a caller that wants them all at once (a
+        restarting actor's journal): one call reads and decompresses them with the
+        GIL released, and builds no `Record`.
+
+        Args:
+            stream: The stream id.
+            after_seq: Only records after this sequence number.
+            kinds: Only records of these kinds (default: every kind).
+        """
+        return self._log.read_payloads(stream, after_seq, None if kinds is None else list(kinds))
 
     def streams(self) -> list[str]:
         """Return the ids of every stream not deleted, sorted."""

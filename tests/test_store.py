@@ -240,6 +240,63 @@ def test_read_after_seq_yields_only_later_records(store: SegmentStore, after_seq
     assert snapshots == [s for s in range(after_seq + 1, 21) if s % 4 == 0]
 
 
+@pytest.mark.parametrize(
+    ("after_seq", "kinds"), [(0, None), (5, None), (0, [Kind.MESSAGE]), (9, [Kind.SNAPSHOT]), (20, None)]
+)
+def test_read_payloads_returns_what_read_yields_as_seq_payload_pairs(
+    store: SegmentStore, after_seq: int, kinds: list[int] | None
+) -> None:
+    rng = random.Random(after_seq)
+    for i in range(1, 21):
+        payload = b"compressible %d " % i * 300 if i % 5 == 0 else random_payload(rng, 40)
+        store.append("p", payload, kind=Kind.SNAPSHOT if i % 4 == 0 else Kind.MESSAGE)
+    got = store.read_payloads("p", after_seq, kinds)
+    assert got == [(r.seq, r.payload) for r in store.read("p", after_seq=after_seq, kinds=kinds)]
+    assert [seq for seq, _ in got] == [
+        s for s in range(after_seq + 1, 21) if kinds is None or (Kind.SNAPSHOT if s % 4 == 0 else Kind.MESSAGE) in kinds
+    ]
+
+
+def _flip_last_record_byte(store: SegmentStore) -> None:
+    path = segment_files(store.path)[-1]
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_latest_serves_a_stream_it_was_asked_for_from_memory_after_each_append(
+    open_store: Callable[..., SegmentStore],
+) -> None:
+    store = open_store()
+    assert store.latest("a") is None  # asked for: from now on its snapshots are kept
+    store.append("a", b"state one " * 100, kind=Kind.SNAPSHOT)
+    store.append("a", b"state two " * 100, kind=Kind.SNAPSHOT)
+    # Damaged on disk after it was written: only a read from memory still returns it.
+    _flip_last_record_byte(store)
+    record = store.latest("a")
+    assert record is not None
+    assert (record.seq, record.payload) == (2, b"state two " * 100)
+
+
+def test_a_store_without_cache_reads_latest_from_disk(open_store: Callable[..., SegmentStore]) -> None:
+    store = open_store(cache_bytes=0)
+    assert store.latest("a") is None
+    store.append("a", b"state " * 100, kind=Kind.SNAPSHOT)
+    _flip_last_record_byte(store)
+    with pytest.raises(CorruptSegmentError):
+        store.latest("a")
+
+
+def test_latest_never_serves_a_pruned_or_deleted_snapshot_from_memory(store: SegmentStore) -> None:
+    store.append("a", b"old", kind=Kind.SNAPSHOT)
+    assert store.latest("a") is not None
+    assert store.prune("a", Kind.SNAPSHOT, keep_last=0) == 1
+    assert store.latest("a") is None
+    store.append("a", b"new", kind=Kind.SNAPSHOT)
+    assert store.delete_stream("a") == 1
+    assert store.latest("a") is None
+
+
 def test_read_is_a_lazy_iterator(store: SegmentStore) -> None:
     for i in range(5):
         store.append("it", b"%d" % i)

@@ -6,6 +6,7 @@
 //! and in `// Format:` comments next to the code that writes it.
 
 pub mod auth;
+mod cache;
 pub mod codec;
 pub mod error;
 #[cfg(feature = "fault-injection")]

@@ -4,7 +4,8 @@
 //! Locks, always taken in this order: `writer` (one appender at a time; also held by
 //! prune, delete and compaction), then `index`, then `handles`. Readers take only
 //! `index` (read) and `handles`. Durability waits use `sync` alone, after `writer` is
-//! released, so concurrent appenders share one fdatasync (group commit).
+//! released, so concurrent appenders share one fdatasync (group commit). The `cache`
+//! lock is taken last and alone: nothing else is locked while it is held.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth::AuthKey;
+use crate::cache::LatestCache;
 use crate::codec;
 use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
@@ -96,6 +98,9 @@ pub struct Options {
     /// With a key, every record written gets an HMAC-SHA256 tag and every record read
     /// must carry a valid one (see `auth`).
     pub auth_key: Option<AuthKey>,
+    /// Bytes of memory for the newest record of each `(stream, kind)` that `latest` was
+    /// asked for, kept decompressed and refreshed by appends (see `cache`); 0: none.
+    pub cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -109,6 +114,7 @@ impl Default for Options {
             recovery: RecoveryMode::TolerateTailCorruption,
             read_only: false,
             auth_key: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -253,6 +259,8 @@ struct Prepared {
     raw_len: u32,
     stored: Vec<u8>,
     tombstone: Option<(u8, u64)>,
+    /// The payload, kept for the latest-record cache (its `(stream, kind)` is watched).
+    cached: Option<Vec<u8>>,
 }
 
 struct Writer {
@@ -310,6 +318,7 @@ struct Inner {
     /// Serialises rebuilds of damaged index files found by readers.
     rebuilding: Mutex<()>,
     report: OpenReport,
+    cache: Mutex<LatestCache>,
 }
 
 /// An open segment log (one writer process per directory).
@@ -427,6 +436,7 @@ impl Log {
             })?)
         };
         let (writer, index, handles, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
+        let opts_cache_bytes = opts.cache_bytes;
         report.elapsed = started.elapsed();
         let inner = Arc::new(Inner {
             dir,
@@ -443,6 +453,7 @@ impl Log {
             lock: Mutex::new(guard),
             rebuilding: Mutex::new(()),
             report,
+            cache: Mutex::new(LatestCache::new(opts_cache_bytes)),
         });
         let flusher = (inner.opts.durability == Durability::Group && !inner.opts.read_only).then(|| {
             let inner = Arc::clone(&inner);
@@ -536,9 +547,13 @@ impl Log {
         }
         let level = self.inner.opts.compression_level;
         let min = self.inner.opts.compress_min_bytes;
+        let cache = lock(&self.inner.cache);
+        let watched: Vec<bool> = records.iter().map(|r| cache.wants(r.stream, r.kind)).collect();
+        drop(cache);
         Ok(records
             .iter()
-            .map(|r| {
+            .zip(watched)
+            .map(|(r, watched)| {
                 let s = codec::compress(r.payload, level, if r.compress { min } else { usize::MAX });
                 Prepared {
                     stream: r.stream.to_owned(),
@@ -549,6 +564,7 @@ impl Log {
                     raw_len: r.payload.len() as u32,
                     stored: s.bytes,
                     tombstone: None,
+                    cached: watched.then(|| r.payload.to_vec()),
                 }
             })
             .collect())
@@ -561,7 +577,12 @@ impl Log {
             let idx = read(&self.inner.index);
             idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()?
         };
-        found.map(|at| self.inner.read_loc(stream, &at)).transpose()
+        if let Some(hit) = found.as_ref().and_then(|at| lock(&self.inner.cache).get(stream, kind, at.loc.entry.seq)) {
+            return Ok(Some(hit));
+        }
+        let record = found.map(|at| self.inner.read_loc(stream, &at)).transpose()?;
+        lock(&self.inner.cache).asked(stream, kind, record.as_ref());
+        Ok(record)
     }
 
     /// The newest live record of `kind` in each stream; payloads are read and
@@ -666,6 +687,9 @@ impl Log {
         let upto = live[doomed - 1].loc.entry.seq;
         let lsn = self.inner.write_tombstone(&mut w, stream, kind, upto)?;
         drop(w);
+        if keep == 0 {
+            lock(&self.inner.cache).forget(stream, Some(kind));
+        }
         self.inner.make_durable(lsn)?;
         Ok(doomed as u64)
     }
@@ -682,6 +706,7 @@ impl Log {
         };
         let lsn = self.inner.write_tombstone(&mut w, stream, TOMBSTONE_ALL_KINDS, last)?;
         drop(w);
+        lock(&self.inner.cache).forget(stream, None);
         self.inner.make_durable(lsn)?;
         Ok(live.len() as u64)
     }
@@ -896,6 +921,19 @@ impl Inner {
                 }
             }
         }
+        let kept: Vec<Record> = records
+            .into_iter()
+            .zip(&assigned)
+            .filter_map(|(r, &(seq, timestamp_us))| {
+                r.cached.map(|payload| Record { stream: r.stream, kind: r.kind, seq, timestamp_us, payload })
+            })
+            .collect();
+        if !kept.is_empty() {
+            let mut cache = lock(&self.cache);
+            for r in kept {
+                cache.appended(r);
+            }
+        }
         let lsn = w.lsn;
         if w.pos >= self.opts.segment_bytes {
             // The records are written; a failed roll is retried by the next append.
@@ -915,6 +953,7 @@ impl Inner {
             raw_len: payload.len() as u32,
             stored: payload.to_vec(),
             tombstone: Some((target, upto)),
+            cached: None,
         };
         Ok(self.write_frames(w, vec![t])?.1)
     }
@@ -1317,6 +1356,7 @@ impl Inner {
                     raw_len: f.header.raw_len,
                     stored,
                     tombstone: None,
+                    cached: None,
                 });
             }
             for stream in &tombstoned {
@@ -1335,6 +1375,7 @@ impl Inner {
                         raw_len: payload.len() as u32,
                         stored: payload.to_vec(),
                         tombstone: Some((target, upto)),
+                        cached: None,
                     });
                 }
             }

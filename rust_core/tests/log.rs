@@ -489,3 +489,60 @@ fn an_incompressible_raw_record_stays_raw_through_compaction() {
     assert!(on_disk_verbatim(d.path(), &bytes));
     assert_eq!(log.read("s", 0, None).expect("read")[0].payload, bytes);
 }
+
+/// Flip one byte of the last record written to the active segment of `dir`.
+fn damage_last_record(dir: &Path) {
+    let seg = segments(dir).pop().expect("a segment");
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    let at = bytes.len() - 2;
+    bytes[at] ^= 0xff;
+    std::fs::write(&seg, bytes).expect("write segment");
+}
+
+#[test]
+fn latest_serves_from_memory_what_was_asked_for_and_appended_since() {
+    let d = tmp("cachehit");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    assert_eq!(log.latest("a", 1).expect("latest"), None, "asked for: watched from now on");
+    let big: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+    log.append("a", 1, &big).expect("snapshot");
+    log.append("b", 1, &big).expect("snapshot of a stream nobody asked for");
+    // The bytes on disk are damaged after the appends: a read would fail its CRC. The
+    // record asked for comes from memory, intact; the other one is read, and fails.
+    damage_last_record(d.path());
+    let hit = log.latest("a", 1).expect("latest from memory").expect("a record");
+    assert_eq!((hit.seq, hit.payload == big), (1, true));
+    assert!(matches!(log.latest("b", 1), Err(CoreError::Corrupt { .. })));
+}
+
+#[test]
+fn without_a_cache_latest_reads_the_disk() {
+    let d = tmp("cacheoff");
+    let log = Log::open(d.path(), Options { cache_bytes: 0, ..Options::default() }).expect("open");
+    assert_eq!(log.latest("a", 1).expect("latest"), None);
+    log.append("a", 1, &payload(1)).expect("snapshot");
+    damage_last_record(d.path());
+    assert!(matches!(log.latest("a", 1), Err(CoreError::Corrupt { .. })));
+}
+
+#[test]
+fn a_pruned_or_deleted_record_is_never_served_from_memory() {
+    let d = tmp("cachestale");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    log.append("a", 1, b"first").expect("snapshot");
+    assert_eq!(log.latest("a", 1).expect("latest").expect("a record").payload, b"first");
+    log.append("a", 1, b"second").expect("snapshot");
+    assert_eq!(log.latest("a", 1).expect("latest").expect("a record").payload, b"second");
+    assert_eq!(log.prune("a", 1, 0).expect("prune"), 2);
+    assert_eq!(log.latest("a", 1).expect("latest after prune"), None);
+    log.append("a", 1, b"third").expect("snapshot");
+    assert_eq!(log.latest("a", 1).expect("latest").expect("a record").payload, b"third");
+    log.delete_stream("a").expect("delete");
+    assert_eq!(log.latest("a", 1).expect("latest after delete"), None);
+    log.append("a", 1, b"fourth").expect("snapshot");
+    let r = log.latest("a", 1).expect("latest").expect("a record");
+    assert_eq!((r.seq, r.payload.as_slice()), (4, b"fourth".as_slice()));
+    drop(log);
+    let log = Log::open(d.path(), Options::default()).expect("reopen");
+    assert_eq!(log.latest("a", 1).expect("latest").expect("a record").payload, b"fourth");
+}

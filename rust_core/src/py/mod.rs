@@ -120,7 +120,7 @@ impl PySegmentLog {
 #[pymethods]
 impl PySegmentLog {
     #[new]
-    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None, _fault=None))]
+    #[pyo3(signature = (path, *, durability="process", group_commit_ms=5.0, segment_bytes=67_108_864, compression_level=3, compress_min_bytes=256, tolerant=false, read_only=false, auth_key=None, cache_bytes=67_108_864, _fault=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -133,6 +133,7 @@ impl PySegmentLog {
         tolerant: bool,
         read_only: bool,
         auth_key: Option<PyBackedBytes>,
+        cache_bytes: usize,
         _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
@@ -148,6 +149,7 @@ impl PySegmentLog {
             read_only,
             // Only the keyed HMAC state is kept (in Rust memory); the bytes object is dropped.
             auth_key: auth_key.map(|k| AuthKey::new(&k)).transpose()?,
+            cache_bytes,
         };
         let fs = file_system(_fault)?;
         let log = py.detach(|| Log::open_with(&path, opts, fs))?;
@@ -245,6 +247,19 @@ impl PySegmentLog {
         // Only the first `limit` records are ever read (no read-ahead past them).
         locs.truncate(limit.unwrap_or(usize::MAX));
         Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, pending: Mutex::new((0, VecDeque::new())) })
+    }
+
+    #[pyo3(signature = (stream, after_seq=0, kinds=None))]
+    fn read_payloads<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &str,
+        after_seq: u64,
+        kinds: Option<Vec<i64>>,
+    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+        let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
+        let records = py.detach(|| self.log.read(stream, after_seq, kinds.as_deref()))?;
+        Ok(records.into_iter().map(|r| (r.seq, PyBytes::new(py, &r.payload))).collect())
     }
 
     fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
