@@ -320,18 +320,30 @@ class SegmentStore:
         """True once `close()` has been called."""
         return self._log.closed
 
-    def append(self, stream: str, payload: bytes, kind: int = Kind.MESSAGE) -> int:
+    def append(self, stream: str, payload: bytes, kind: int = Kind.MESSAGE, *, compress: bool = True) -> int:
         """Append one record and return its sequence number in `stream`.
 
         When this returns, the record is as durable as the store's policy says.
+
+        Args:
+            stream: The stream id (1 to 255 UTF-8 bytes).
+            payload: The bytes to store.
+            kind: The record kind (see `Kind`; 0 and the tombstone kind are reserved).
+            compress: False stores the payload raw (no zstd on the caller's path: a
+                memcpy and a CRC instead of ~0.5 ms per 100 KB), as a payload under
+                ``compress_min_bytes`` is. `compact()` compresses a raw record it
+                copies forward (if zstd shrinks it), so the space comes back once
+                its segment is compacted. Reads are the same either way.
 
         Raises:
             InvalidArgumentError: Bad stream id or kind (nothing written).
             StoreIOError: The write failed (nothing acknowledged is lost).
         """
-        return self._log.append(stream, kind, payload)[0]
+        return self._log.append(stream, kind, payload, compress=compress)[0]
 
-    def append_many(self, records: Iterable[tuple[str, bytes] | tuple[str, bytes, int]]) -> list[int]:
+    def append_many(
+        self, records: Iterable[tuple[str, bytes] | tuple[str, bytes, int]], *, compress: bool = True
+    ) -> list[int]:
         """Append many records in one write; return their sequence numbers.
 
         Each item is ``(stream, payload)`` (a `Kind.MESSAGE`) or
@@ -339,9 +351,10 @@ class SegmentStore:
         written: either all are appended or none, also when a crash (even
         SIGKILL, or a power loss) cuts the write: every record but the last says
         more of its batch follow, and open drops a batch cut short whole.
+        `compress` applies to every record of the batch (see `append`).
         """
         batch = [(item[0], item[2] if len(item) > 2 else Kind.MESSAGE, item[1]) for item in records]  # noqa: PLR2004
-        return self._log.append_many(batch)
+        return self._log.append_many(batch, compress=compress)
 
     def latest(self, stream: str, kind: int = Kind.SNAPSHOT) -> Record | None:
         """Return the newest live record of `kind` in `stream`, or None.
@@ -432,7 +445,9 @@ class SegmentStore:
         Sealed segments in which at least `min_dead_ratio` of the bytes are dead
         have their live records copied into the active segment, then are
         unlinked. Crash-safe at every step: a record is never only in a file
-        that is about to be removed.
+        that is about to be removed. A record stored raw (``compress=False``, at
+        least ``compress_min_bytes`` long) is compressed as it is copied, if zstd
+        shrinks it.
 
         Args:
             min_dead_ratio: Compact a sealed segment when at least this share of its bytes is dead.

@@ -35,6 +35,7 @@ from pyactors import (
     StoreError,
     StoreIOError,
     VerifyReport,
+    _core,
 )
 
 if TYPE_CHECKING:
@@ -696,6 +697,61 @@ def test_compact_without_dead_records_removes_nothing(
     s.close()
     s = open_store()
     assert_contents(s, written)
+
+
+def _stored_frames(store_path: Path, stream: str) -> list[tuple[int, int, bytes]]:
+    """(flags, raw_len, stored payload) of every frame of `stream` on disk, in file order."""
+    return [
+        (f.flags, f.raw_len, f.payload)
+        for path in segment_files(store_path)
+        for f in frames(path.read_bytes())
+        if f.stream == stream
+    ]
+
+
+@pytest.mark.parametrize("auth_key", [None, b"sixteen byte key"])
+def test_append_with_compress_false_stores_the_payload_raw_until_compact_compresses_it(
+    store_path: Path, open_store: Callable[..., SegmentStore], auth_key: bytes | None
+) -> None:
+    state = b"the whole workflow state, very compressible; " * 2000
+    s = open_store(auth_key=auth_key)
+    assert s.append("wf", state, Kind.CHECKPOINT, compress=False) == 1
+    assert s.append_many([("wf", state, Kind.CHECKPOINT)], compress=False) == [2]
+    assert s.append("wf", state, Kind.CHECKPOINT) == 3
+    s.flush()
+    raw_flags = [flags & _core.FLAG_ZSTD for flags, _, _ in _stored_frames(store_path, "wf")]
+    assert raw_flags == [0, 0, _core.FLAG_ZSTD]
+    on_disk = b"".join(p.read_bytes() for p in segment_files(store_path))
+    assert on_disk.count(state) == 2, "both raw appends lie in the segment verbatim"
+    assert [r.payload for r in s.read("wf")] == [state] * 3
+    before = dir_bytes(store_path)
+
+    report = s.compact(min_dead_ratio=0.0)
+
+    assert report.records_copied == 3
+    stored = _stored_frames(store_path, "wf")
+    assert [(flags & _core.FLAG_ZSTD, raw_len) for flags, raw_len, _ in stored] == [(_core.FLAG_ZSTD, len(state))] * 3
+    assert all(len(payload) < len(state) // 10 for _, _, payload in stored)
+    assert state not in b"".join(p.read_bytes() for p in segment_files(store_path))
+    assert dir_bytes(store_path) < before // 2
+    assert [r.payload for r in s.read("wf")] == [state] * 3
+    assert s.verify().ok
+    s.close()
+    s = open_store(auth_key=auth_key)
+    assert [r.payload for r in s.read("wf")] == [state] * 3
+    assert s.verify().ok
+
+
+def test_an_incompressible_payload_appended_raw_stays_raw_through_compact(
+    store_path: Path, open_store: Callable[..., SegmentStore]
+) -> None:
+    noise = random.Random(5).randbytes(50_000)
+    s = open_store()
+    s.append("n", noise, compress=False)
+    s.compact(min_dead_ratio=0.0)
+    assert [(flags & _core.FLAG_ZSTD, payload) for flags, _, payload in _stored_frames(store_path, "n")] == [(0, noise)]
+    assert s.latest("n", Kind.MESSAGE).payload == noise  # type: ignore[union-attr]
+    assert s.verify().ok
 
 
 # --- verify, close, files --------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 import pytest
-from _segfile import frames, segment_files
+from _segfile import dir_bytes, frames, segment_files
 from _workflows import (
     CALLS,
     FAILING,
@@ -35,6 +35,7 @@ from pyactors import (
     SerializationError,
     Snapshot,
     Workflow,
+    _core,
 )
 from pyactors.errors import (
     CheckpointCorruptError,
@@ -628,3 +629,69 @@ def test_end_is_the_end_of_a_branch() -> None:
     app = wf.compile()
     assert app.invoke({"x": 1}, thread_id="go") == expected_linear(("a", "b"), {"x": 1})
     assert app.invoke({"x": 2}, thread_id="stop") == expected_linear(("a",), {"x": 2})
+
+
+# --- whole-state checkpoints are written raw ------------------------------------------
+
+_BLOB = b"the whole input state of the run, very compressible; " * 2500
+
+
+def _noting(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A node that writes a compressible note of about 1 KB (its delta is worth compressing)."""
+
+    def body(state: dict[str, Any]) -> dict[str, Any]:
+        return {name: f"{name} saw {len(state['blob'])} bytes. " * 40}
+
+    return body
+
+
+def _checkpoint_frames(checkpoint_path: Path) -> list[Any]:
+    return [
+        f
+        for seg in segment_files(checkpoint_path)
+        for f in frames(seg.read_bytes())
+        if f.stream == "wf/t" and f.kind == Kind.CHECKPOINT
+    ]
+
+
+def test_file_checkpointer_writes_whole_state_checkpoints_raw_and_compact_compresses_them(
+    checkpoint_path: Path, file_checkpointer: FileCheckpointer
+) -> None:
+    wf = Workflow("notes")
+    for n in ("a", "b", "c"):
+        wf.add_node(n, _noting(n))
+    wf.add_edge("a", "b")
+    wf.add_edge("b", "c")
+    wf.set_entry_point("a")
+    wf.set_finish_point("c")
+    app = wf.compile(checkpointer=file_checkpointer)
+    final = app.invoke({"blob": _BLOB}, thread_id="t")
+    assert final["blob"] == _BLOB
+
+    zstd = _core.FLAG_ZSTD
+    written = _checkpoint_frames(checkpoint_path)
+    assert len(written) == 4  # the input, then one delta per superstep
+    assert written[0].flags & zstd == 0, "the input checkpoint (the whole state) is stored raw"
+    assert _BLOB in written[0].payload
+    assert all(f.flags & zstd for f in written[1:]), "delta checkpoints are still compressed"
+    assert all(_BLOB not in f.payload for f in written[1:])
+    latest = app.get_state("t")
+    before = dir_bytes(checkpoint_path)
+
+    file_checkpointer.store.compact(min_dead_ratio=0.0)
+
+    compacted = _checkpoint_frames(checkpoint_path)
+    assert [f.raw_len for f in compacted] == [f.raw_len for f in written]
+    assert all(f.flags & zstd for f in compacted), "compaction compressed the raw input checkpoint"
+    assert dir_bytes(checkpoint_path) < before // 4
+    assert app.get_state("t") == latest
+    assert file_checkpointer.store.verify().ok
+
+    # prune rewrites the kept checkpoint with its whole state: raw again.
+    assert file_checkpointer.prune("t", keep_last=1) == 3
+    rewritten = _checkpoint_frames(checkpoint_path)[-1]
+    assert rewritten.flags & zstd == 0
+    assert _BLOB in rewritten.payload
+    assert app.get_state("t").state == latest.state
+    # The thread runs on: a new invoke starts from its latest (whole, raw) state.
+    assert app.invoke({"blob": _BLOB + b"!"}, thread_id="t")["blob"] == _BLOB + b"!"

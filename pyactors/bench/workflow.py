@@ -945,8 +945,8 @@ def big_pyactors(d: str, r: int, inp: dict[str, Any], rows: dict[str, dict[str, 
         appended: list[int] = []
         append = ck._append
 
-        def counted_append(thread_id: str, kind: int, payload: bytes) -> None:
-            append(thread_id, kind, payload)
+        def counted_append(thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
+            append(thread_id, kind, payload, whole=whole)
             appended.append(len(payload))
 
         ck._append = counted_append  # type: ignore[method-assign]

@@ -21,9 +21,9 @@ use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
     decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
     encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
-    IndexSummary, Manifest, FLAG_BATCH_MORE, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX,
-    KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN,
-    SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    IndexSummary, Manifest, FLAG_BATCH_MORE, FLAG_ZSTD, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN,
+    INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -231,6 +231,10 @@ pub struct NewRecord<'a> {
     pub kind: u8,
     /// Payload.
     pub payload: &'a [u8],
+    /// Compress the payload (when at least `compress_min_bytes` and zstd shrinks it);
+    /// `false` stores it raw, as a short payload is. Compaction compresses it later
+    /// (see `Log::compact`): a caller that cannot wait for zstd writes raw now.
+    pub compress: bool,
 }
 
 /// Records checked and compressed, not yet written (see `Log::try_append_many`).
@@ -480,7 +484,7 @@ impl Log {
 
     /// Append one record; returns `(seq, timestamp_us)`.
     pub fn append(&self, stream: &str, kind: u8, payload: &[u8]) -> Result<(u64, i64)> {
-        let out = self.append_many(&[NewRecord { stream, kind, payload }])?;
+        let out = self.append_many(&[NewRecord { stream, kind, payload, compress: true }])?;
         out.first().copied().ok_or_else(|| CoreError::InvalidArgument("nothing appended".into()))
     }
 
@@ -550,7 +554,7 @@ impl Log {
             .iter()
             .zip(watched)
             .map(|(r, watched)| {
-                let s = codec::compress(r.payload, level, min);
+                let s = codec::compress(r.payload, level, if r.compress { min } else { usize::MAX });
                 Prepared {
                     stream: r.stream.to_owned(),
                     kind: r.kind,
@@ -708,7 +712,9 @@ impl Log {
     }
 
     /// Copy the live records out of sealed segments that are at least `min_dead_ratio`
-    /// dead, then unlink them. Appends wait while it runs.
+    /// dead, then unlink them. Appends wait while it runs. A record stored raw whose
+    /// payload is at least `compress_min_bytes` (one appended with `compress: false`) is
+    /// compressed as it is copied, if zstd shrinks it: raw now, compressed at compaction.
     pub fn compact(&self, min_dead_ratio: f64) -> Result<CompactReport> {
         self.compact_with(min_dead_ratio, &mut |_, _| true)
     }
@@ -1321,8 +1327,9 @@ impl Inner {
             if dead_ratio(live_bytes, len.saturating_sub(SEGMENT_HEADER_LEN as u64)) < min_dead_ratio {
                 continue;
             }
-            // Copy live records (stored bytes as they are, new global offsets) and the
-            // stream's current deletion watermarks, then make them durable.
+            // Copy live records (stored bytes as they are, but a raw payload long enough
+            // to compress is compressed; new global offsets) and the stream's current
+            // deletion watermarks, then make them durable.
             let h = self.handle(seg)?;
             let path = self.seg_path(seg);
             let mut copies = Vec::with_capacity(live.len());
@@ -1334,14 +1341,20 @@ impl Inner {
                     record::DecodeError::Unauthenticated(why) => CoreError::authentication(&path, e.pos, why),
                     _ => CoreError::corrupt(&path, e.pos, "damaged record met by compaction"),
                 })?;
+                let (flags, stored) = if f.header.flags & FLAG_ZSTD == 0 {
+                    let s = codec::compress(f.payload, self.opts.compression_level, self.opts.compress_min_bytes);
+                    (f.header.flags | s.flags, s.bytes)
+                } else {
+                    (f.header.flags, f.payload.to_vec())
+                };
                 copies.push(Prepared {
                     stream: stream.clone(),
                     kind: f.header.kind,
                     seq: Some(f.header.seq),
                     timestamp_us: Some(f.header.timestamp_us),
-                    flags: f.header.flags,
+                    flags,
                     raw_len: f.header.raw_len,
-                    stored: f.payload.to_vec(),
+                    stored,
                     tombstone: None,
                     cached: None,
                 });

@@ -21,8 +21,10 @@ fn batch(stream: &str, n: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 fn append_batch(log: &Log, items: &[(String, Vec<u8>)]) {
-    let records: Vec<NewRecord<'_>> =
-        items.iter().map(|(s, p)| NewRecord { stream: s.as_str(), kind: 2, payload: p.as_slice() }).collect();
+    let records: Vec<NewRecord<'_>> = items
+        .iter()
+        .map(|(s, p)| NewRecord { stream: s.as_str(), kind: 2, payload: p.as_slice(), compress: true })
+        .collect();
     log.append_many(&records).expect("append_many");
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use pyactors_core::format::{segment_name, SEGMENT_HEADER_LEN};
+use pyactors_core::format::{segment_name, MAC_LEN, SEGMENT_HEADER_LEN};
 use pyactors_core::{CoreError, Durability, Log, NewRecord, Options, RecoveryMode, TryAppend};
 
 mod common;
@@ -252,12 +252,16 @@ fn batched_append_is_one_write_with_consecutive_seqs() {
     let d = tmp("batch");
     let log = Log::open(d.path(), Options::default()).expect("open");
     let p = payload(1);
-    let batch: Vec<NewRecord<'_>> =
-        (0..10).map(|i| NewRecord { stream: if i % 2 == 0 { "x" } else { "y" }, kind: 2, payload: &p }).collect();
+    let batch: Vec<NewRecord<'_>> = (0..10)
+        .map(|i| NewRecord { stream: if i % 2 == 0 { "x" } else { "y" }, kind: 2, payload: &p, compress: true })
+        .collect();
     let out = log.append_many(&batch).expect("append");
     let seqs: Vec<u64> = out.iter().map(|o| o.0).collect();
     assert_eq!(seqs, vec![1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
-    let bad = [NewRecord { stream: "x", kind: 2, payload: b"ok" }, NewRecord { stream: "", kind: 2, payload: b"bad" }];
+    let bad = [
+        NewRecord { stream: "x", kind: 2, payload: b"ok", compress: true },
+        NewRecord { stream: "", kind: 2, payload: b"bad", compress: true },
+    ];
     assert!(matches!(log.append_many(&bad), Err(CoreError::InvalidArgument(_))));
     assert_eq!(log.last_seq("x").expect("seq"), 5, "all or nothing");
 }
@@ -334,7 +338,7 @@ fn reads_running_during_compactions_always_see_every_live_record() {
 }
 
 fn rec<'a>(stream: &'a str, payload: &'a [u8]) -> NewRecord<'a> {
-    NewRecord { stream, kind: 2, payload }
+    NewRecord { stream, kind: 2, payload, compress: true }
 }
 
 /// The records written by a `try_append_many`, or None when it handed them back.
@@ -406,6 +410,84 @@ fn an_append_that_would_wait_for_an_fdatasync_a_roll_or_the_writer_is_declined_a
         assert!(declined > 0);
         assert_eq!(log.last_seq("b").expect("seq"), 0, "nothing written while the writer was busy");
     }
+}
+
+/// (stored, raw) payload bytes of the live records of `kind` in `stream`, as `verify` counts them.
+fn stored_and_raw(log: &Log, stream: &str, kind: u8) -> (u64, u64) {
+    let report = log.verify().expect("verify");
+    assert!(report.damaged.is_empty(), "{:?}", report.damaged);
+    let k = report.kinds.iter().find(|k| k.stream == stream && k.kind == kind).expect("kind counted");
+    (k.stored_bytes, k.raw_bytes)
+}
+
+/// True when some segment file of `dir` holds `needle` verbatim.
+fn on_disk_verbatim(dir: &Path, needle: &[u8]) -> bool {
+    segments(dir).iter().any(|p| std::fs::read(p).expect("segment").windows(needle.len()).any(|w| w == needle))
+}
+
+/// `n` bytes that zstd shrinks a lot.
+fn compressible(n: usize) -> Vec<u8> {
+    b"state key value 0123456789 ".iter().copied().cycle().take(n).collect()
+}
+
+/// `n` bytes that zstd cannot shrink (xorshift).
+fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn an_uncompressed_append_is_stored_raw_until_compaction_compresses_it() {
+    for key in [None, Some(b"sixteen byte key".as_slice())] {
+        let d = tmp("raw-then-compressed");
+        let opts =
+            || Options { auth_key: key.map(|k| pyactors_core::AuthKey::new(k).expect("key")), ..Options::default() };
+        let big = compressible(100_000);
+        let log = Log::open(d.path(), opts()).expect("open");
+        log.append_many(&[
+            NewRecord { stream: "s", kind: 2, payload: &big, compress: false },
+            NewRecord { stream: "s", kind: 3, payload: &big, compress: true },
+        ])
+        .expect("append");
+        let tag = if key.is_some() { MAC_LEN as u64 } else { 0 }; // verify counts a record's tag as stored
+        assert_eq!(stored_and_raw(&log, "s", 2), (100_000 + tag, 100_000), "stored raw");
+        assert!(stored_and_raw(&log, "s", 3).0 < 10_000, "the same payload with compress=true is compressed");
+        assert!(on_disk_verbatim(d.path(), &big), "the raw payload is in the segment as it is");
+        assert_eq!(log.read("s", 0, Some(&[2])).expect("read")[0].payload, big);
+
+        assert_eq!(log.compact(0.0).expect("compact").records_copied, 2);
+        let (stored, raw) = stored_and_raw(&log, "s", 2);
+        assert_eq!(raw, 100_000);
+        assert!(stored < 10_000, "compaction compressed the raw record: {stored} bytes stored");
+        assert!(!on_disk_verbatim(d.path(), &big), "no raw copy is left on disk");
+        assert_eq!(log.read("s", 0, Some(&[2])).expect("read")[0].payload, big);
+        drop(log);
+        // Reopened (and re-authenticated with the key): the recompressed record checks out.
+        let log = Log::open(d.path(), opts()).expect("reopen");
+        let back = log.read("s", 0, None).expect("read");
+        assert_eq!((back[0].seq, back[0].kind, back[0].payload.as_slice()), (1, 2, big.as_slice()));
+        assert_eq!(back[1].payload, big);
+        assert!(log.verify().expect("verify").damaged.is_empty());
+    }
+}
+
+#[test]
+fn an_incompressible_raw_record_stays_raw_through_compaction() {
+    let d = tmp("raw-noise");
+    let log = Log::open(d.path(), Options::default()).expect("open");
+    let bytes = noise(20_000);
+    log.append_many(&[NewRecord { stream: "s", kind: 2, payload: &bytes, compress: false }]).expect("append");
+    log.compact(0.0).expect("compact");
+    assert_eq!(stored_and_raw(&log, "s", 2), (20_000, 20_000), "zstd did not shrink it: kept raw");
+    assert!(on_disk_verbatim(d.path(), &bytes));
+    assert_eq!(log.read("s", 0, None).expect("read")[0].payload, bytes);
 }
 
 /// Flip one byte of the last record written to the active segment of `dir`.

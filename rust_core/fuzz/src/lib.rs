@@ -403,8 +403,8 @@ pub fn open_dir(data: &[u8]) {
         let before = log.last_seq(PROBE).unwrap_or_else(|e| panic!("last_seq: {e}"));
         let big = vec![b'p'; 600];
         let probes = [
-            NewRecord { stream: PROBE, kind: 2, payload: b"probe" },
-            NewRecord { stream: PROBE, kind: 2, payload: &big },
+            NewRecord { stream: PROBE, kind: 2, payload: b"probe", compress: true },
+            NewRecord { stream: PROBE, kind: 2, payload: &big, compress: true },
         ];
         let seqs = match log.append_many(&probes) {
             Ok(s) => s.into_iter().map(|(seq, _)| seq).collect::<Vec<u64>>(),

@@ -185,18 +185,32 @@ impl PySegmentLog {
         Ok(d)
     }
 
-    fn append(&self, py: Python<'_>, stream: &str, kind: i64, payload: PyBackedBytes) -> PyResult<(u64, i64)> {
-        let batch = [NewRecord { stream, kind: self::kind(kind)?, payload: &payload }];
+    #[pyo3(signature = (stream, kind, payload, *, compress=true))]
+    fn append(
+        &self,
+        py: Python<'_>,
+        stream: &str,
+        kind: i64,
+        payload: PyBackedBytes,
+        compress: bool,
+    ) -> PyResult<(u64, i64)> {
+        let batch = [NewRecord { stream, kind: self::kind(kind)?, payload: &payload, compress }];
         let out = self.append_batch(py, &batch)?;
         Ok(out.first().copied().ok_or_else(|| CoreError::InvalidArgument("nothing appended".into()))?)
     }
 
-    fn append_many(&self, py: Python<'_>, records: Vec<(String, i64, PyBackedBytes)>) -> PyResult<Vec<u64>> {
+    #[pyo3(signature = (records, *, compress=true))]
+    fn append_many(
+        &self,
+        py: Python<'_>,
+        records: Vec<(String, i64, PyBackedBytes)>,
+        compress: bool,
+    ) -> PyResult<Vec<u64>> {
         let kinds = records.iter().map(|r| kind(r.1)).collect::<PyResult<Vec<u8>>>()?;
         let batch: Vec<NewRecord<'_>> = records
             .iter()
             .zip(&kinds)
-            .map(|((stream, _, payload), &kind)| NewRecord { stream, kind, payload })
+            .map(|((stream, _, payload), &kind)| NewRecord { stream, kind, payload, compress })
             .collect();
         let out = self.append_batch(py, &batch)?;
         Ok(out.into_iter().map(|(seq, _)| seq).collect())
