@@ -370,11 +370,13 @@ class PersistentActor(_Supervised):
             self.restore(loads(snap.payload[_WATERMARK.size :]))
             self._watermark = self._snapshot_watermark = _snapshot_watermark(snap.payload)
         boundary = self._inbox.boundary
-        return [
-            (seq, *_decode(loads(payload)))
-            for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [Kind.MESSAGE])
-            if seq <= boundary
-        ]
+        backlog = []
+        for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [_MESSAGE]):
+            if seq > boundary:  # accepted by this life: in its queue already
+                break
+            obj = loads(payload)
+            backlog.append((seq, obj[2], bool(obj[1]), True) if obj[0] == _PLAIN else (seq, *_decode(obj)))
+        return backlog
 
     # -- pykka internals, extended -------------------------------------------------
 
@@ -385,14 +387,14 @@ class PersistentActor(_Supervised):
             self._handle_failure(*sys.exc_info())
             return
         super()._actor_loop_setup()  # on_start
-        stopped = self.actor_stopped.is_set
+        stopped, replay = self.actor_stopped.is_set, self._replay
         for seq, message, asked, plain in backlog:
             if stopped():
                 return
-            self._replay(seq, message, asked=asked, plain=plain)
+            replay(seq, message, asked, plain)
         self._announce_ready()
 
-    def _replay(self, seq: int, message: Any, *, asked: bool, plain: bool) -> None:
+    def _replay(self, seq: int, message: Any, asked: bool, plain: bool) -> None:
         """Handle a journaled message of an earlier life as pykka handled it then.
 
         A told message that raises crashes the actor (it is delivered again after the
@@ -406,7 +408,7 @@ class PersistentActor(_Supervised):
         except Exception:  # pykka's handling of a failed tell or ask
             if asked:
                 logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
-                self._handled(seq, asked=False)
+                self._handled(seq, False)
                 return
             self._handle_failure(*sys.exc_info())
             try:
@@ -414,7 +416,7 @@ class PersistentActor(_Supervised):
             except Exception:  # noqa: BLE001
                 self._handle_failure(*sys.exc_info())
         else:
-            self._handled(seq, asked=False)
+            self._handled(seq, False)
 
     def _handle_receive(self, message: Any) -> Any:
         current, self._inbox.current = self._inbox.current, None
@@ -425,12 +427,12 @@ class PersistentActor(_Supervised):
             result = super()._handle_receive(message)
         except Exception:
             if asked:
-                self._handled(seq, asked=asked)  # the caller got the exception: done
+                self._handled(seq, asked)  # the caller got the exception: done
             raise
-        self._handled(seq, asked=asked)
+        self._handled(seq, asked)
         return result
 
-    def _handled(self, seq: int, *, asked: bool) -> None:
+    def _handled(self, seq: int, asked: bool) -> None:
         self._watermark = seq
         self._unsnapshotted += 1
         if self.store is None:
