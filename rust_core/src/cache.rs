@@ -12,6 +12,8 @@
 //! Bounded by bytes (payload, stream id and a fixed overhead per entry); the least
 //! recently used entry goes first. A budget of 0 turns the cache off.
 
+use std::sync::Arc;
+
 use lru::LruCache;
 
 use crate::log::Record;
@@ -25,13 +27,13 @@ pub(crate) struct LatestCache {
     budget: usize,
     used: usize,
     /// `None`: asked for while the stream had no record of that kind (yet).
-    entries: LruCache<Key, Option<Record>>,
+    entries: LruCache<Key, Option<Arc<Record>>>,
     /// Entries per kind: an append of a kind nobody asked for (a journaled message)
     /// is passed over without building a key.
     per_kind: [u32; 256],
 }
 
-fn cost(key: &Key, rec: Option<&Record>) -> usize {
+fn cost(key: &Key, rec: Option<&Arc<Record>>) -> usize {
     ENTRY_OVERHEAD + key.0.len() + rec.map_or(0, |r| r.payload.len())
 }
 
@@ -41,9 +43,9 @@ impl LatestCache {
     }
 
     /// The cached record of `(stream, kind)` if it is the one with `seq`.
-    pub(crate) fn get(&mut self, stream: &str, kind: u8, seq: u64) -> Option<Record> {
+    pub(crate) fn get(&mut self, stream: &str, kind: u8, seq: u64) -> Option<Arc<Record>> {
         match self.entries.get(&(stream.to_owned(), kind)) {
-            Some(Some(r)) if r.seq == seq => Some(r.clone()),
+            Some(Some(r)) if r.seq == seq => Some(Arc::clone(r)),
             _ => None,
         }
     }
@@ -55,7 +57,7 @@ impl LatestCache {
 
     /// Remember what `latest` found for `(stream, kind)`: its newest record, or none.
     /// A record read while an append replaced the entry with a newer one is not kept.
-    pub(crate) fn asked(&mut self, stream: &str, kind: u8, found: Option<&Record>) {
+    pub(crate) fn asked(&mut self, stream: &str, kind: u8, found: Option<&Arc<Record>>) {
         let key = (stream.to_owned(), kind);
         if let (Some(Some(have)), Some(new)) = (self.entries.peek(&key), found) {
             if have.seq > new.seq {
@@ -69,7 +71,7 @@ impl LatestCache {
     pub(crate) fn appended(&mut self, rec: Record) {
         let key = (rec.stream.clone(), rec.kind);
         if self.entries.contains(&key) {
-            self.put(key, Some(rec));
+            self.put(key, Some(Arc::new(rec)));
         }
     }
 
@@ -94,7 +96,7 @@ impl LatestCache {
         }
     }
 
-    fn put(&mut self, key: Key, rec: Option<Record>) {
+    fn put(&mut self, key: Key, rec: Option<Arc<Record>>) {
         let size = cost(&key, rec.as_ref());
         self.remove(&key);
         if size > self.budget {
@@ -126,7 +128,7 @@ mod tests {
     #[test]
     fn an_entry_answers_only_for_the_seq_it_holds() {
         let mut c = LatestCache::new(1 << 20);
-        c.asked("a", 1, Some(&rec("a", 1, 3, 10)));
+        c.asked("a", 1, Some(&Arc::new(rec("a", 1, 3, 10))));
         assert_eq!(c.get("a", 1, 3).map(|r| r.seq), Some(3));
         assert!(c.get("a", 1, 4).is_none());
         assert!(c.get("a", 2, 3).is_none());
@@ -137,7 +139,7 @@ mod tests {
         let mut c = LatestCache::new(1 << 20);
         c.asked("a", 1, None);
         c.appended(rec("a", 1, 6, 10));
-        c.asked("a", 1, Some(&rec("a", 1, 5, 10))); // read before that append landed
+        c.asked("a", 1, Some(&Arc::new(rec("a", 1, 5, 10)))); // read before that append landed
         assert!(c.get("a", 1, 6).is_some());
         c.asked("a", 1, None); // the index says none any more: pruned
         assert!(c.get("a", 1, 6).is_none());
@@ -158,10 +160,10 @@ mod tests {
     fn the_least_recently_used_entry_goes_when_over_budget() {
         let mut c = LatestCache::new(3 * (ENTRY_OVERHEAD + 1 + 100));
         for s in ["a", "b", "c"] {
-            c.asked(s, 1, Some(&rec(s, 1, 1, 100)));
+            c.asked(s, 1, Some(&Arc::new(rec(s, 1, 1, 100))));
         }
         assert!(c.get("a", 1, 1).is_some()); // a is now the most recent
-        c.asked("d", 1, Some(&rec("d", 1, 1, 100)));
+        c.asked("d", 1, Some(&Arc::new(rec("d", 1, 1, 100))));
         assert!(c.get("b", 1, 1).is_none());
         assert!(c.get("a", 1, 1).is_some() && c.get("c", 1, 1).is_some() && c.get("d", 1, 1).is_some());
         assert!(c.used <= c.budget);
@@ -170,7 +172,7 @@ mod tests {
     #[test]
     fn a_record_over_budget_or_a_zero_budget_keeps_nothing() {
         let mut c = LatestCache::new(ENTRY_OVERHEAD + 10);
-        c.asked("a", 1, Some(&rec("a", 1, 1, 100)));
+        c.asked("a", 1, Some(&Arc::new(rec("a", 1, 1, 100))));
         assert!(c.get("a", 1, 1).is_none());
         assert_eq!(c.used, 0);
         let mut off = LatestCache::new(0);
@@ -181,14 +183,14 @@ mod tests {
     #[test]
     fn forgetting_a_stream_frees_its_entries() {
         let mut c = LatestCache::new(1 << 20);
-        c.asked("a", 1, Some(&rec("a", 1, 1, 100)));
-        c.asked("a", 2, Some(&rec("a", 2, 2, 100)));
-        c.asked("b", 1, Some(&rec("b", 1, 1, 100)));
+        c.asked("a", 1, Some(&Arc::new(rec("a", 1, 1, 100))));
+        c.asked("a", 2, Some(&Arc::new(rec("a", 2, 2, 100))));
+        c.asked("b", 1, Some(&Arc::new(rec("b", 1, 1, 100))));
         c.forget("a", Some(2));
         assert!(c.get("a", 2, 2).is_none() && c.get("a", 1, 1).is_some());
         c.forget("a", None);
         assert!(c.get("a", 1, 1).is_none() && c.get("b", 1, 1).is_some());
-        assert_eq!(c.used, cost(&("b".into(), 1), Some(&rec("b", 1, 1, 100))));
+        assert_eq!(c.used, cost(&("b".into(), 1), Some(&Arc::new(rec("b", 1, 1, 100)))));
         assert_eq!((c.per_kind[1], c.per_kind[2]), (1, 0));
         assert!(!c.wants("a", 2) && c.wants("b", 1));
     }

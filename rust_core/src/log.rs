@@ -578,11 +578,25 @@ impl Log {
             idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()?
         };
         if let Some(hit) = found.as_ref().and_then(|at| lock(&self.inner.cache).get(stream, kind, at.loc.entry.seq)) {
-            return Ok(Some(hit));
+            return Ok(Some(Arc::unwrap_or_clone(hit)));
         }
-        let record = found.map(|at| self.inner.read_loc(stream, &at)).transpose()?;
+        let record = found.map(|at| self.inner.read_loc(stream, &at)).transpose()?.map(Arc::new);
         lock(&self.inner.cache).asked(stream, kind, record.as_ref());
-        Ok(record)
+        Ok(record.map(Arc::unwrap_or_clone))
+    }
+
+    /// `latest` if its answer is a record in the latest-record cache, found without I/O
+    /// and without waiting for a lock (`None`: call `latest`). For callers that hold a
+    /// lock of their own meanwhile (the Python binding keeps the GIL for it).
+    pub fn latest_in_memory(&self, stream: &str, kind: u8) -> Option<Arc<Record>> {
+        if self.is_closed() {
+            return None;
+        }
+        let seq = {
+            let idx = self.inner.index.try_read().ok()?;
+            idx.streams.get(stream)?.latest_of(kind)?.entry.seq
+        };
+        self.inner.cache.try_lock().ok()?.get(stream, kind, seq)
     }
 
     /// The newest live record of `kind` in each stream; payloads are read and

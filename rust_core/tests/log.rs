@@ -512,6 +512,9 @@ fn latest_serves_from_memory_what_was_asked_for_and_appended_since() {
     damage_last_record(d.path());
     let hit = log.latest("a", 1).expect("latest from memory").expect("a record");
     assert_eq!((hit.seq, hit.payload == big), (1, true));
+    let in_memory = log.latest_in_memory("a", 1).expect("found without I/O");
+    assert_eq!((in_memory.seq, in_memory.payload == big), (1, true));
+    assert!(log.latest_in_memory("b", 1).is_none(), "not asked for: only `latest` can answer");
     assert!(matches!(log.latest("b", 1), Err(CoreError::Corrupt { .. })));
 }
 

@@ -9,7 +9,9 @@
 //! (`tell` throughput of a `PersistentActor` went up by half; small LangGraph
 //! checkpoints got about twice as cheap; docs/PERFORMANCE.md.) It never waits for a
 //! lock with the GIL held, so it cannot deadlock with a thread that holds the writer
-//! and calls back into Python (compaction's progress).
+//! and calls back into Python (compaction's progress). Likewise `latest` answered from
+//! the latest-record cache (`Log::latest_in_memory`: try-locks only, no I/O) is a copy
+//! made with the GIL held.
 
 mod errors;
 #[cfg(feature = "fault-injection")]
@@ -218,6 +220,10 @@ impl PySegmentLog {
 
     fn latest<'py>(&self, py: Python<'py>, stream: &str, kind: i64) -> PyResult<Option<RawRecord<'py>>> {
         let kind = self::kind(kind)?;
+        // From the latest-record cache: a copy, no I/O, so the GIL is kept (see above).
+        if let Some(r) = self.log.latest_in_memory(stream, kind) {
+            return Ok(Some((r.stream.clone(), r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))));
+        }
         let r = py.detach(|| self.log.latest(stream, kind))?;
         Ok(r.map(|r| to_py(py, r)))
     }
