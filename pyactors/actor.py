@@ -374,8 +374,7 @@ class PersistentActor(_Supervised):
         for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [_MESSAGE]):
             if seq > boundary:  # accepted by this life: in its queue already
                 break
-            obj = loads(payload)
-            backlog.append((seq, obj[2], bool(obj[1]), True) if obj[0] == _PLAIN else (seq, *_decode(obj)))
+            backlog.append((seq, *_decode(loads(payload))))
         return backlog
 
     # -- pykka internals, extended -------------------------------------------------
