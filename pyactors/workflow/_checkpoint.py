@@ -151,9 +151,10 @@ class _ThreadLog:
         missing = [k for k in _REQUIRED if k not in rec]
         if rec.get("v") == 1:
             rec = {**rec, "v": 2, "appended": {}}
-        if missing or not isinstance(rec.get("values"), dict) or not isinstance(rec.get("appended"), dict):
+        wrong = missing or [k for k in ("values", "appended") if not isinstance(rec.get(k), dict)]
+        if wrong:
             cid = rec.get("id") if isinstance(rec.get("id"), str) else None
-            raise CheckpointCorruptError(self.thread_id, cid, f"malformed checkpoint (missing {missing or 'appended'})")
+            raise CheckpointCorruptError(self.thread_id, cid, f"malformed checkpoint (missing or not a dict: {wrong})")
         if rec["v"] != _VERSION:
             raise CheckpointCorruptError(self.thread_id, rec["id"], f"unknown checkpoint version {rec['v']!r}")
         if not rec["full"] and rec["parent"] not in self.records:

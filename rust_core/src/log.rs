@@ -547,13 +547,10 @@ impl Log {
         }
         let level = self.inner.opts.compression_level;
         let min = self.inner.opts.compress_min_bytes;
-        let cache = lock(&self.inner.cache);
-        let watched: Vec<bool> = records.iter().map(|r| cache.wants(r.stream, r.kind)).collect();
-        drop(cache);
         Ok(records
             .iter()
-            .zip(watched)
-            .map(|(r, watched)| {
+            .map(|r| {
+                let watched = lock(&self.inner.cache).wants(r.stream, r.kind);
                 let s = codec::compress(r.payload, level, if r.compress { min } else { usize::MAX });
                 Prepared {
                     stream: r.stream.to_owned(),
@@ -570,19 +567,20 @@ impl Log {
             .collect())
     }
 
-    /// The newest live record of `kind` in `stream`.
-    pub fn latest(&self, stream: &str, kind: u8) -> Result<Option<Record>> {
+    /// The newest live record of `kind` in `stream`, shared with the latest-record cache
+    /// (no copy of its payload is made to keep it there).
+    pub fn latest(&self, stream: &str, kind: u8) -> Result<Option<Arc<Record>>> {
         self.inner.check_open()?;
         let found = {
             let idx = read(&self.inner.index);
             idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()?
         };
         if let Some(hit) = found.as_ref().and_then(|at| lock(&self.inner.cache).get(stream, kind, at.loc.entry.seq)) {
-            return Ok(Some(Arc::unwrap_or_clone(hit)));
+            return Ok(Some(hit));
         }
         let record = found.map(|at| self.inner.read_loc(stream, &at)).transpose()?.map(Arc::new);
         lock(&self.inner.cache).asked(stream, kind, record.as_ref());
-        Ok(record.map(Arc::unwrap_or_clone))
+        Ok(record)
     }
 
     /// `latest` if its answer is a record in the latest-record cache, found without I/O

@@ -8,8 +8,10 @@
 //! whichever thread took the GIL (a pykka actor, LangGraph's loop) to hand it back.
 //! (`tell` throughput of a `PersistentActor` went up by half; small LangGraph
 //! checkpoints got about twice as cheap; docs/PERFORMANCE.md.) It never waits for a
-//! lock with the GIL held, so it cannot deadlock with a thread that holds the writer
-//! and calls back into Python (compaction's progress). Likewise `latest` answered from
+//! lock with the GIL held (but the latest-record cache's mutex, which is only ever held
+//! for a map lookup or update, never across I/O or a call into Python), so it cannot
+//! deadlock with a thread that holds the writer and calls back into Python
+//! (compaction's progress). Likewise `latest` answered from
 //! the latest-record cache (`Log::latest_in_memory`: try-locks only, no I/O) is a copy
 //! made with the GIL held.
 
@@ -33,8 +35,8 @@ use crate::scan::Damage;
 
 type RawRecord<'py> = (String, u8, u64, i64, Bound<'py, PyBytes>);
 
-fn to_py<'py>(py: Python<'py>, r: Record) -> RawRecord<'py> {
-    (r.stream, r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))
+fn to_py<'py>(py: Python<'py>, r: &Record) -> RawRecord<'py> {
+    (r.stream.clone(), r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))
 }
 
 fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
@@ -222,10 +224,10 @@ impl PySegmentLog {
         let kind = self::kind(kind)?;
         // From the latest-record cache: a copy, no I/O, so the GIL is kept (see above).
         if let Some(r) = self.log.latest_in_memory(stream, kind) {
-            return Ok(Some((r.stream.clone(), r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))));
+            return Ok(Some(to_py(py, &r)));
         }
         let r = py.detach(|| self.log.latest(stream, kind))?;
-        Ok(r.map(|r| to_py(py, r)))
+        Ok(r.map(|r| to_py(py, &r)))
     }
 
     fn latest_many<'py>(
@@ -236,7 +238,7 @@ impl PySegmentLog {
     ) -> PyResult<Vec<Option<RawRecord<'py>>>> {
         let kind = self::kind(kind)?;
         let out = py.detach(|| self.log.latest_many(&streams, kind))?;
-        Ok(out.into_iter().map(|r| r.map(|r| to_py(py, r))).collect())
+        Ok(out.iter().map(|r| r.as_ref().map(|r| to_py(py, r))).collect())
     }
 
     #[pyo3(signature = (stream, after_seq=0, kinds=None, limit=None))]
@@ -384,7 +386,7 @@ impl PyRecordIter {
                 }
             }
         }
-        Ok(pending.1.pop_front().map(|r| to_py(py, r)))
+        Ok(pending.1.pop_front().map(|r| to_py(py, &r)))
     }
 }
 
