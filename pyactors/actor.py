@@ -35,6 +35,7 @@ from pyactors.errors import ActorCrashedError, InvalidArgumentError, Serializati
 from pyactors.store import Kind, SegmentStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
     from types import TracebackType
 
     from pykka._actor import ActorInbox
@@ -71,32 +72,42 @@ class _StartArgs(NamedTuple):
 
 _START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyactors_start", default=None)
 
-# Journal encoding: plain lists, so that the safe (msgpack) serializer can store them.
-#   [0, asked, message]                    a message given to tell (asked=False) or ask
+# Journal encoding. A message given to tell is a `Kind.TOLD` record holding the message
+# alone (the common case: nothing to wrap on tell, one `loads` on replay). Every other
+# journaled message is a `Kind.MESSAGE` record holding a plain list, so that the safe
+# (msgpack) serializer can store it:
+#   [0, asked, message]                    a message given to ask (asked=True); before
+#                                          `Kind.TOLD` existed, also a told one
 #   [1, asked, attr_path, args, kwargs]    a proxy method call (pykka ProxyCall)
 #   [2, asked, attr_path, value]           a proxy attribute set (pykka ProxySetAttr)
 # Not journaled: pykka's stop message, and proxy attribute reads (they change nothing).
 # `asked` matters on replay: the exception of an asked message went to its caller, so
 # it is logged there, not treated as a crash (pykka's rule for asks).
 _PLAIN, _CALL, _SET = 0, 1, 2
-_MESSAGE = int(Kind.MESSAGE)
+_MESSAGE, _TOLD = int(Kind.MESSAGE), int(Kind.TOLD)
+_JOURNAL_KINDS = [_MESSAGE, _TOLD]
 
 
 _PYKKA_MESSAGES = (messages.ProxyCall, messages.ProxySetAttr, messages.ProxyGetAttr, messages._ActorStop)
 
 
-def _encode(message: Any, *, asked: bool) -> list[Any] | None:
+def _encode(message: Any, *, asked: bool, dumps: Callable[[Any], bytes]) -> tuple[int, bytes] | None:
+    """Return the journal record ``(kind, payload)`` of a message (None: not journaled).
+
+    Raises:
+        SerializationError: `dumps` cannot serialize the message.
+    """
     if not isinstance(message, _PYKKA_MESSAGES):  # one check for the common case
-        return [_PLAIN, asked, message]
+        return (_MESSAGE, dumps([_PLAIN, True, message])) if asked else (_TOLD, dumps(message))
     if isinstance(message, messages.ProxyCall):
-        return [_CALL, asked, list(message.attr_path), list(message.args), message.kwargs]
+        return _MESSAGE, dumps([_CALL, asked, list(message.attr_path), list(message.args), message.kwargs])
     if isinstance(message, messages.ProxySetAttr):
-        return [_SET, asked, list(message.attr_path), message.value]
+        return _MESSAGE, dumps([_SET, asked, list(message.attr_path), message.value])
     return None
 
 
 def _decode(obj: Any) -> tuple[Any, bool, bool]:
-    """Return the journaled message, whether it was asked, and whether it is plain.
+    """Return a tagged journal entry's message, whether it was asked, and whether it is plain.
 
     A plain message goes straight to `on_receive` on replay: it is never one of
     pykka's own messages, which are journaled as proxy calls and sets or not at all.
@@ -107,6 +118,23 @@ def _decode(obj: Any) -> tuple[Any, bool, bool]:
     if tag == _SET:
         return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked, False
     return obj[2], asked, True
+
+
+def _backlog(
+    records: Iterable[tuple[int, int, bytes]], boundary: int, loads: Callable[[bytes], Any]
+) -> list[tuple[int, Any, bool, bool]]:
+    """Decode journal records ``(seq, kind, payload)`` up to seq `boundary`.
+
+    Returns:
+        ``(seq, message, asked, plain)`` for each, in order (see `_decode`).
+    """
+    out = []
+    for seq, kind, payload in records:
+        if seq > boundary:
+            break
+        obj = loads(payload)
+        out.append((seq, obj, False, True) if kind == _TOLD else (seq, *_decode(obj)))
+    return out
 
 
 # Snapshot payload: { watermark u64 little endian | the state, serialized }.
@@ -141,16 +169,17 @@ class _DurableInbox:
 
     def put(self, envelope: Envelope[Any], /) -> None:
         store = self._store
-        encoded = None if store is None else _encode(envelope.message, asked=envelope.reply_to is not None)
-        if store is None or encoded is None:
+        record = None
+        if store is not None:
+            record = _encode(envelope.message, asked=envelope.reply_to is not None, dumps=store.serializer.dumps)
+        if store is None or record is None:
             self._queue.put((envelope, None))
             return
-        payload = store.serializer.dumps(encoded)
         with self._lock:
             if self._closed:
                 msg = f"persistent actor {self._pid!r} is stopped"
                 raise ActorDeadError(msg)
-            self._queue.put((envelope, store.append(self._pid, payload, _MESSAGE)))
+            self._queue.put((envelope, store.append(self._pid, record[1], record[0])))
 
     def get(self) -> Envelope[Any]:
         item = self._queue.get()
@@ -366,16 +395,16 @@ class PersistentActor(_Supervised):
             return []  # managed: its owner restores it
         loads = self.store.serializer.loads
         snap = self.store.latest(self.persistence_id, Kind.SNAPSHOT)
+        watermark = 0 if snap is None else _snapshot_watermark(snap.payload)
+        # The journal is read before the snapshot is unpickled: the read releases the GIL,
+        # which lets the supervisor that started this life finish its turn now rather
+        # than take the GIL in the middle of the unpickle.
+        records = self.store.read_payloads(self.persistence_id, watermark, _JOURNAL_KINDS)
         if snap is not None:
             self.restore(loads(snap.payload[_WATERMARK.size :]))
-            self._watermark = self._snapshot_watermark = _snapshot_watermark(snap.payload)
-        boundary = self._inbox.boundary
-        backlog = []
-        for seq, payload in self.store.read_payloads(self.persistence_id, self._watermark, [_MESSAGE]):
-            if seq > boundary:  # accepted by this life: in its queue already
-                break
-            backlog.append((seq, *_decode(loads(payload))))
-        return backlog
+            self._watermark = self._snapshot_watermark = watermark
+        # Messages after the boundary were accepted by this life: in its queue already.
+        return _backlog(records, self._inbox.boundary, loads)
 
     # -- pykka internals, extended -------------------------------------------------
 
@@ -386,36 +415,35 @@ class PersistentActor(_Supervised):
             self._handle_failure(*sys.exc_info())
             return
         super()._actor_loop_setup()  # on_start
-        stopped, replay = self.actor_stopped.is_set, self._replay
-        for seq, message, asked, plain in backlog:
-            if stopped():
-                return
-            replay(seq, message, asked, plain)
-        self._announce_ready()
+        if not self.actor_stopped.is_set() and self._replay(backlog):
+            self._announce_ready()
 
-    def _replay(self, seq: int, message: Any, asked: bool, plain: bool) -> None:
-        """Handle a journaled message of an earlier life as pykka handled it then.
+    def _replay(self, backlog: list[tuple[int, Any, bool, bool]]) -> bool:
+        """Handle the journaled messages of earlier lives as pykka handled them then.
 
         A told message that raises crashes the actor (it is delivered again after the
         restart); an asked one had its caller, who is gone: its exception is logged.
+
+        Returns:
+            False if a replayed message crashed the actor.
         """
         # pykka's dispatch, without the live-message bookkeeping; a plain message skips
         # its checks for pykka's own message types (see `_decode`).
-        handle = self.on_receive if plain else super()._handle_receive
-        try:
-            handle(message)
-        except Exception:  # pykka's handling of a failed tell or ask
-            if asked:
-                logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
-                self._handled(seq, False)
-                return
-            self._handle_failure(*sys.exc_info())
+        on_receive, dispatch, handled = self.on_receive, super()._handle_receive, self._handled
+        for seq, message, asked, plain in backlog:
             try:
-                self.on_failure(*sys.exc_info())
-            except Exception:  # noqa: BLE001
-                self._handle_failure(*sys.exc_info())
-        else:
-            self._handled(seq, False)
+                on_receive(message) if plain else dispatch(message)
+            except Exception:  # pykka's handling of a failed tell or ask
+                if not asked:
+                    self._handle_failure(*sys.exc_info())
+                    try:
+                        self.on_failure(*sys.exc_info())
+                    except Exception:  # noqa: BLE001
+                        self._handle_failure(*sys.exc_info())
+                    return False
+                logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
+            handled(seq, False)
+        return True
 
     def _handle_receive(self, message: Any) -> Any:
         current, self._inbox.current = self._inbox.current, None
@@ -526,7 +554,7 @@ def recover(store: SegmentStore) -> list[RecoveredActor]:
     for stream in store.streams():
         snap = store.latest(stream, Kind.SNAPSHOT)
         watermark = _snapshot_watermark(snap.payload) if snap is not None else 0
-        backlog = sum(1 for _ in store.read(stream, after_seq=watermark, kinds=[Kind.MESSAGE]))
+        backlog = sum(1 for _ in store.read(stream, after_seq=watermark, kinds=_JOURNAL_KINDS))
         if snap is None and backlog == 0:
             continue
         found.append(

@@ -57,11 +57,14 @@ class Kind(enum.IntEnum):
     SNAPSHOT = 1
     """An actor's state (or any "latest value wins" record)."""
     MESSAGE = 2
-    """A journaled mailbox message."""
+    """A journaled mailbox message, tagged: an ask, a proxy call or set (and, before
+    `TOLD` existed, a told message)."""
     CHECKPOINT = 3
     """A workflow checkpoint."""
     WRITES = 5
     """A workflow node's writes, recorded the moment it finishes."""
+    TOLD = 6
+    """A journaled message given to `tell`, stored as the serialized message alone."""
 
     @staticmethod
     def user(n: int) -> int:
@@ -397,8 +400,8 @@ class SegmentStore:
 
     def read_payloads(
         self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None
-    ) -> list[tuple[int, bytes]]:
-        """Return ``(seq, payload)`` of every live record of `stream` with ``seq > after_seq``, in order.
+    ) -> list[tuple[int, int, bytes]]:
+        """Return ``(seq, kind, payload)`` of every live record of `stream` with ``seq > after_seq``, in order.
 
         The eager form of `read` for a caller that wants them all at once (a
         restarting actor's journal): one call reads and decompresses them with the

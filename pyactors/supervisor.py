@@ -34,12 +34,12 @@ from pykka import ActorDeadError, messages
 
 from pyactors.actor import _encode, _StartArgs, _Supervised
 from pyactors.errors import InvalidArgumentError, RestartIntensityError
-from pyactors.store import Kind, SegmentStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pyactors.actor import ExcInfo
+    from pyactors.store import SegmentStore
 
 __all__ = ["RestartStats", "Strategy", "SupervisedRef", "Supervisor", "SupervisorRef"]
 
@@ -127,13 +127,13 @@ class SupervisedRef(pykka.ActorRef[Any]):
                     pass  # died just now: journal it below
                 else:
                     return
-            encoded = _encode(message, asked=False)
-            if encoded is None or self._store is None:
+            record = None if self._store is None else _encode(message, asked=False, dumps=self._store.serializer.dumps)
+            if record is None or self._store is None:
                 msg = f"{self} is restarting"
                 raise ActorDeadError(msg)
             # Appended under the lock that the supervisor holds while it starts the next
             # life, so the next life's journal boundary includes it.
-            self._store.append(self.persistence_id, self._store.serializer.dumps(encoded), Kind.MESSAGE)
+            self._store.append(self.persistence_id, record[1], record[0])
 
     def ask(self, message: Any, *, block: bool = True, timeout: float | None = None) -> Any:
         """Send a message and get the reply (or a future); waits while the child restarts."""
@@ -428,7 +428,9 @@ class Supervisor(_Supervised):
 
     def _on_ready(self, report: _ChildReady) -> None:
         child = self._children.get(report.pid)
-        if child is not None and child.life == report.life and child.failed_at is not None:
+        if child is None or child.life != report.life:
+            return
+        if child.failed_at is not None:
             child.recovery_ms.append((report.ready_at - child.failed_at) * 1000)
             child.failed_at = None
             logger.info("%s: %s restarted in %.2f ms", self.name, report.pid, child.recovery_ms[-1])

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pyactors import Kind, PersistentActor
+from pyactors.actor import _backlog
 
 if TYPE_CHECKING:
     from pyactors import SegmentStore
@@ -102,15 +103,18 @@ class Recorder(PersistentActor):
         return len(self.state)
 
 
-def journal(store: SegmentStore, pid: str) -> list[tuple[int, Any]]:
-    """The journaled messages of `pid`: (seq, decoded journal entry) in order."""
-    loads = store.serializer.loads
-    return [(r.seq, loads(r.payload)) for r in store.read(pid, kinds=[Kind.MESSAGE])]
+def journal(store: SegmentStore, pid: str) -> list[tuple[int, Any, bool]]:
+    """The journaled messages of `pid`, decoded as a restart does: (seq, message, asked)."""
+    records = store.read_payloads(pid, kinds=[Kind.MESSAGE, Kind.TOLD])
+    return [
+        (seq, message, asked)
+        for seq, message, asked, _ in _backlog(records, store.last_seq(pid), store.serializer.loads)
+    ]
 
 
 def seq_of(store: SegmentStore, pid: str, message: Any) -> int:
-    """The seq of the (only) journaled plain message equal to `message`."""
-    found = [seq for seq, entry in journal(store, pid) if entry[0] == 0 and entry[2] == message]
+    """The seq of the (only) journaled message equal to `message`."""
+    found = [seq for seq, entry, _ in journal(store, pid) if entry == message]
     assert len(found) == 1, f"{message!r} journaled {len(found)} times in {pid}"
     return found[0]
 

@@ -12,6 +12,7 @@ import pykka
 import pytest
 from _actors import Recorder, events, gate, journal, seq_of, snapshots
 from _util import wait_for
+from pykka import messages
 
 from pyactors import (
     ActorCrashedError,
@@ -111,6 +112,34 @@ def test_backlog_after_the_watermark_is_redelivered_in_order_before_new_messages
     assert again.proxy().seen_at_start.get(timeout=10) == [1, 2, 3]
     assert _state(again) == [1, 2, 3, 4, 5, 6, 7, 8]
     assert snap_seq < seq_of(actor_store, "j", 4)
+
+
+def test_a_told_message_is_journaled_as_the_message_alone_and_an_ask_tagged(actor_store: SegmentStore) -> None:
+    ref = Journaling.start(persistence_id="enc", store=actor_store)
+    ref.tell(("told", 1))
+    assert ref.ask(("asked", 2)) == 2
+    ref.stop()
+    loads = actor_store.serializer.loads
+    assert [(r.kind, loads(r.payload)) for r in actor_store.read("enc")] == [
+        (Kind.TOLD, ("told", 1)),
+        (Kind.MESSAGE, [0, True, ("asked", 2)]),
+    ]
+
+
+def test_a_journal_written_before_told_records_existed_is_still_replayed(actor_store: SegmentStore) -> None:
+    dumps = actor_store.serializer.dumps
+    # The earlier encoding: every message, told or asked, a tagged `Kind.MESSAGE` list.
+    actor_store.append("old", dumps([0, False, "told"]), Kind.MESSAGE)
+    actor_store.append("old", dumps([0, True, "asked"]), Kind.MESSAGE)
+    actor_store.append("old", dumps("told since"), Kind.TOLD)
+    ref = Journaling.start(persistence_id="old", store=actor_store)
+    assert _state(ref) == ["told", "asked", "told since"]
+    assert [(m, asked) for _, m, asked in journal(actor_store, "old")] == [
+        ("told", False),
+        ("asked", True),
+        ("told since", False),
+    ]
+    assert recover(actor_store)[0].backlog == 3
 
 
 def test_recover_lists_actors_with_snapshot_watermark_and_backlog(actor_store: SegmentStore) -> None:
@@ -277,10 +306,10 @@ def test_proxy_calls_and_attribute_sets_are_journaled_and_replayed_but_reads_are
     proxy.label = "set-by-proxy"
     assert proxy.label.get(timeout=10) == "set-by-proxy"
     assert proxy.state.get(timeout=10) == ["via-proxy", "deferred"]
-    assert [entry for _, entry in journal(actor_store, "p")] == [
-        [1, True, ["add"], ["via-proxy"], {}],  # a proxy call is an ask...
-        [1, False, ["add"], ["deferred"], {}],  # ...defer() a tell
-        [2, True, ["label"], "set-by-proxy"],
+    assert [(entry, asked) for _, entry, asked in journal(actor_store, "p")] == [
+        (messages.ProxyCall(attr_path=("add",), args=("via-proxy",), kwargs={}), True),  # a proxy call is an ask...
+        (messages.ProxyCall(attr_path=("add",), args=("deferred",), kwargs={}), False),  # ...defer() a tell
+        (messages.ProxySetAttr(attr_path=("label",), value="set-by-proxy"), True),
     ]
     ref.stop()
 
@@ -424,7 +453,7 @@ def test_messages_told_after_the_crash_are_refused_not_lost_silently(actor_store
         ref.tell("late")
     with pytest.raises(pykka.ActorDeadError):
         ref.ask("late", timeout=10)
-    assert all(entry != [0, "late"] for _, entry in journal(actor_store, "c"))
+    assert [entry for _, entry, _ in journal(actor_store, "c")] == [("boom", token)]
 
 
 def test_a_second_life_of_a_running_persistence_id_is_refused(actor_store: SegmentStore) -> None:
@@ -466,7 +495,7 @@ def test_persistence_id_and_store_can_be_class_attributes(actor_store: SegmentSt
     ref = defaults.start()
     ref.tell("x")
     ref.stop()
-    assert [entry for _, entry in journal(actor_store, "from-class")] == [[0, False, "x"]]
+    assert [(entry, asked) for _, entry, asked in journal(actor_store, "from-class")] == [("x", False)]
     assert Recorder.start(persistence_id="from-class", store=actor_store).ask("get") == ["x"]
 
 

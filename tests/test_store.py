@@ -243,7 +243,7 @@ def test_read_after_seq_yields_only_later_records(store: SegmentStore, after_seq
 @pytest.mark.parametrize(
     ("after_seq", "kinds"), [(0, None), (5, None), (0, [Kind.MESSAGE]), (9, [Kind.SNAPSHOT]), (20, None)]
 )
-def test_read_payloads_returns_what_read_yields_as_seq_payload_pairs(
+def test_read_payloads_returns_what_read_yields_as_seq_kind_payload_triples(
     store: SegmentStore, after_seq: int, kinds: list[int] | None
 ) -> None:
     rng = random.Random(after_seq)
@@ -251,8 +251,8 @@ def test_read_payloads_returns_what_read_yields_as_seq_payload_pairs(
         payload = b"compressible %d " % i * 300 if i % 5 == 0 else random_payload(rng, 40)
         store.append("p", payload, kind=Kind.SNAPSHOT if i % 4 == 0 else Kind.MESSAGE)
     got = store.read_payloads("p", after_seq, kinds)
-    assert got == [(r.seq, r.payload) for r in store.read("p", after_seq=after_seq, kinds=kinds)]
-    assert [seq for seq, _ in got] == [
+    assert got == [(r.seq, r.kind, r.payload) for r in store.read("p", after_seq=after_seq, kinds=kinds)]
+    assert [seq for seq, _, _ in got] == [
         s for s in range(after_seq + 1, 21) if kinds is None or (Kind.SNAPSHOT if s % 4 == 0 else Kind.MESSAGE) in kinds
     ]
 

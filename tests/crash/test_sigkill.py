@@ -64,6 +64,7 @@ from _workload import (
 )
 
 from pyactors import FileCheckpointer, Kind, SegmentStore
+from pyactors.actor import _backlog
 from pyactors.workflow import unfinished
 
 if TYPE_CHECKING:
@@ -276,9 +277,9 @@ class History:
             effect: dict[int, list[int]] = {}  # number -> the state after it
             numbers: list[int] = []
             for r in records:
-                if r.kind == Kind.MESSAGE:
-                    tag, _, message = loads(r.payload)
-                    assert tag == 0, f"{where}: {pid}#{r.seq}"
+                if r.kind in (Kind.MESSAGE, Kind.TOLD):
+                    ((_, message, _, plain),) = _backlog([(r.seq, r.kind, r.payload)], r.seq, loads)
+                    assert plain, f"{where}: {pid}#{r.seq}"
                     if message != "get":
                         numbers.append(message)
                         state = step(state, message)

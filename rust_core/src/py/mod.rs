@@ -264,10 +264,10 @@ impl PySegmentLog {
         stream: &str,
         after_seq: u64,
         kinds: Option<Vec<i64>>,
-    ) -> PyResult<Vec<(u64, Bound<'py, PyBytes>)>> {
+    ) -> PyResult<Vec<(u64, u8, Bound<'py, PyBytes>)>> {
         let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
         let records = py.detach(|| self.log.read(stream, after_seq, kinds.as_deref()))?;
-        Ok(records.into_iter().map(|r| (r.seq, PyBytes::new(py, &r.payload))).collect())
+        Ok(records.into_iter().map(|r| (r.seq, r.kind, PyBytes::new(py, &r.payload))).collect())
     }
 
     fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
