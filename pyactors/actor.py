@@ -19,6 +19,7 @@ every message) each message's effect on the state is exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import queue
@@ -36,7 +37,7 @@ from pyactors.store import Kind, SegmentStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
     from pykka._actor import ActorInbox
     from pykka._envelope import Envelope
@@ -219,6 +220,16 @@ class _Supervised(pykka.ThreadingActor):
         finally:
             _START.reset(token)
 
+    def _actor_loop(self) -> None:
+        super()._actor_loop()
+        crash = self._crash
+        # A crash's frames link to this frame, which then outlives the call: it must not
+        # keep the actor (nor the crash) once it returns.
+        del self
+        if crash is not None:
+            _clear_frames(crash, sys._getframe())
+        del crash
+
     def _announce_ready(self) -> None:
         if self._hooks is not None and not self.actor_stopped.is_set():
             self._hooks.child_ready()
@@ -239,6 +250,34 @@ class _Supervised(pykka.ThreadingActor):
         super()._handle_failure(exception_type, exception_value, traceback)
         if first and self._hooks is not None:
             self._hooks.child_failed(self._crash)
+
+
+def _clear_frames(exc_info: ExcInfo, here: FrameType) -> None:
+    """Clear the locals of the finished frames a crash's tracebacks hold.
+
+    Those frames, and the callers each links to up to `here`, hold the actor (and
+    through it its state) in a reference cycle with its `_crash`. Clearing them lets a
+    crashed life be freed by reference counting, not at the next full garbage
+    collection. The tracebacks still print: file, line and function stay.
+    """
+    tracebacks, exc, seen = [exc_info[2]], exc_info[1], set()
+    while exc is not None and id(exc) not in seen:  # chained exceptions hold frames too
+        seen.add(id(exc))
+        tracebacks.append(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    for first in tracebacks:
+        frames: list[FrameType] = []
+        caller = None if first is None else first.tb_frame.f_back
+        while caller is not None and caller is not here:
+            frames.append(caller)
+            caller = caller.f_back
+        tb = first
+        while tb is not None:
+            frames.append(tb.tb_frame)
+            tb = tb.tb_next
+        for frame in frames:
+            with contextlib.suppress(RuntimeError):  # still running: not ours to clear
+                frame.clear()
 
 
 _LIVE_LOCK = threading.Lock()

@@ -173,12 +173,15 @@ class _Spec(NamedTuple):
 class _Child:
     """A child's spec and the state of its current life."""
 
-    __slots__ = ("actor", "failed_at", "life", "recovery_ms", "restarts", "spec", "stopping")
+    __slots__ = ("actor", "failed_at", "life", "recovery_ms", "restarts", "retired", "spec", "stopping")
 
     def __init__(self, spec: _Spec) -> None:
         self.spec = spec
         self.life = 0
         self.actor: _Supervised | None = None
+        self.retired: _Supervised | None = None
+        """The life before `actor`, kept until `actor` is ready: freeing a large state
+        takes time the restart should not wait for."""
         self.stopping = False
         self.failed_at: float | None = None
         self.restarts = 0
@@ -434,6 +437,7 @@ class Supervisor(_Supervised):
             child.recovery_ms.append((report.ready_at - child.failed_at) * 1000)
             child.failed_at = None
             logger.info("%s: %s restarted in %.2f ms", self.name, report.pid, child.recovery_ms[-1])
+        child.retired = None  # the earlier life is freed here, after the restart
 
     def _on_stopped(self, report: _ChildStopped) -> None:
         child = self._children.get(report.pid)
@@ -518,7 +522,7 @@ class Supervisor(_Supervised):
                 _StartArgs(spec.persistence_id, spec.store, hooks, managed=spec.managed), spec.args, kwargs
             )
             spec.ref._attach(life)
-            child.actor = life._actor_weakref()
+            child.retired, child.actor = child.actor, life._actor_weakref()
 
     def _stop_child(self, child: _Child) -> None:
         actor = child.actor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING, Any
 
 import pykka
@@ -67,6 +68,16 @@ def _clear_events() -> Iterator[None]:
     EVENTS.clear()
     yield
     EVENTS.clear()
+
+
+@pytest.fixture
+def _gc_disabled() -> Iterator[None]:
+    """No automatic garbage collection during the test: what is freed is freed by refcount."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 @pytest.fixture

@@ -444,6 +444,15 @@ def test_an_ask_that_raised_does_not_crash_the_restored_actor_when_replayed(acto
     assert again.is_alive()
 
 
+@pytest.mark.usefixtures("_gc_disabled")
+def test_a_crashed_actor_and_its_state_are_freed_without_a_garbage_collection(actor_store: SegmentStore) -> None:
+    ref = Recorder.start(persistence_id="freed", store=actor_store)
+    life = ref._actor_weakref  # pykka's weak reference to the instance
+    ref.tell(("boom", str(uuid.uuid4())))
+    # Its traceback's frames hold it in a cycle, which only the collector could free.
+    wait_for(lambda: life() is None, what="the crashed instance freed")
+
+
 def test_messages_told_after_the_crash_are_refused_not_lost_silently(actor_store: SegmentStore) -> None:
     token = str(uuid.uuid4())
     ref = Recorder.start(persistence_id="c", store=actor_store)

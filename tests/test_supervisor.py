@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pykka
 import pytest
-from _actors import EVENTS, Recorder, event_times, events, gate
+from _actors import EVENTS, GATE_TIMEOUT, Recorder, event_times, events, gate
 from _util import wait_for
 
 from pyactors import (
@@ -308,6 +308,31 @@ def test_stats_count_restarts_and_record_recovery_times(actor_store: SegmentStor
     assert stats.p50_ms == sorted(times)[1]
     assert stats.p99_ms == max(times)
     assert all(t > 0 for t in times)
+
+
+class SlowRestore(Recorder):
+    """A restored life waits in `on_start` until the test opens its gate."""
+
+    def on_start(self) -> None:
+        super().on_start()
+        if self.state:
+            gate(f"restore-{self.persistence_id}").wait(GATE_TIMEOUT)
+
+
+@pytest.mark.usefixtures("_gc_disabled")
+def test_a_restarted_childs_earlier_life_is_freed_once_the_next_is_ready(actor_store: SegmentStore) -> None:
+    sup = Supervisor.start(store=actor_store, max_restarts=5, period=30)
+    ref = sup.spawn(SlowRestore, persistence_id="freed")
+    ref.tell("kept")
+    first = ref._life()._actor_weakref
+    ref.tell(boom := _boom())
+    wait_for(lambda: sup.stats()["freed"].restarts == 1, what="the restart begun")
+    time.sleep(0.2)  # ample for the crashed thread to end
+    assert first() is not None  # kept while the next life restores: freeing it would slow that
+    gate("restore-freed").set()
+    _wait_restarts(sup, "freed", 1)
+    assert ref.ask("get") == ["kept", f"{boom[0]}:{boom[1]}"]  # the crashing message, handled on replay
+    wait_for(lambda: first() is None, what="the crashed life freed")
 
 
 def test_child_looks_up_the_stable_ref_by_persistence_id(actor_store: SegmentStore) -> None:
