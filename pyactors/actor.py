@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import inspect
 import logging
 import queue
 import struct
@@ -252,6 +253,9 @@ class _Supervised(pykka.ThreadingActor):
             self._hooks.child_failed(self._crash)
 
 
+_SUSPENDABLE = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+
+
 def _clear_frames(exc_info: ExcInfo, here: FrameType) -> None:
     """Clear the locals of the finished frames a crash's tracebacks hold.
 
@@ -276,6 +280,8 @@ def _clear_frames(exc_info: ExcInfo, here: FrameType) -> None:
             frames.append(tb.tb_frame)
             tb = tb.tb_next
         for frame in frames:
+            if frame.f_code.co_flags & _SUSPENDABLE:
+                continue  # clearing a suspended generator's frame would close it
             with contextlib.suppress(RuntimeError):  # still running: not ours to clear
                 frame.clear()
 

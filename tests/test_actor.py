@@ -25,7 +25,7 @@ from pyactors import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pyactors import SegmentStore
 
@@ -451,6 +451,39 @@ def test_a_crashed_actor_and_its_state_are_freed_without_a_garbage_collection(ac
     ref.tell(("boom", str(uuid.uuid4())))
     # Its traceback's frames hold it in a cycle, which only the collector could free.
     wait_for(lambda: life() is None, what="the crashed instance freed")
+
+
+_CAUSES: list[BaseException] = []
+
+
+class CrashesFromACause(PersistentActor):
+    """Crashes on every message, raising from the last exception in `_CAUSES`."""
+
+    def on_receive(self, message: Any) -> Any:
+        raise RuntimeError(message) from _CAUSES[-1]
+
+
+def _catcher() -> Iterator[list[BaseException]]:
+    """A generator that catches the ValueErrors thrown into it and keeps going."""
+    caught: list[BaseException] = []
+    while True:
+        try:
+            yield caught
+        except ValueError as exc:
+            caught.append(exc)
+
+
+@pytest.mark.usefixtures("_gc_disabled")
+def test_freeing_a_crashed_actor_never_closes_a_generator_its_traceback_holds(actor_store: SegmentStore) -> None:
+    gen = _catcher()
+    caught = next(gen)
+    gen.throw(ValueError("caught inside the generator"))  # its traceback holds the suspended generator's frame
+    _CAUSES.append(caught[0])
+    ref = CrashesFromACause.start(persistence_id="cause", store=actor_store)
+    life = ref._actor_weakref
+    ref.tell("crash")
+    wait_for(lambda: life() is None, what="the crashed instance freed")  # its frames were cleared
+    assert next(gen) is caught  # the generator still runs
 
 
 def test_messages_told_after_the_crash_are_refused_not_lost_silently(actor_store: SegmentStore) -> None:
