@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -308,6 +309,31 @@ def test_stats_count_restarts_and_record_recovery_times(actor_store: SegmentStor
     assert stats.p50_ms == sorted(times)[1]
     assert stats.p99_ms == max(times)
     assert all(t > 0 for t in times)
+
+
+class _BlockingHandler(logging.Handler):
+    """Holds up whoever logs an unhandled exception until its gate opens."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("Unhandled exception"):
+            gate("crash-log").wait(GATE_TIMEOUT)
+
+
+def test_a_restart_does_not_wait_for_the_crash_traceback_to_be_logged(actor_store: SegmentStore) -> None:
+    sup = Supervisor.start(store=actor_store, max_restarts=5, period=30)
+    ref = sup.spawn(Recorder, persistence_id="logged")
+    handler = _BlockingHandler()
+    pykka_logger = logging.getLogger("pykka")
+    pykka_logger.addHandler(handler)
+    try:
+        ref.tell(boom := _boom())
+        # The crashed life is still inside pykka's logging of its traceback.
+        _wait_restarts(sup, "logged", 1)
+        assert ref.ask("get") == [f"{boom[0]}:{boom[1]}"]
+        assert not gate("crash-log").is_set()
+    finally:
+        gate("crash-log").set()
+        pykka_logger.removeHandler(handler)
 
 
 class SlowRestore(Recorder):
