@@ -53,6 +53,9 @@ ExcInfo = tuple[type[BaseException] | None, BaseException | None, "TracebackType
 class _Hooks(Protocol):
     """What a supervisor wants to hear from a child (see `pyactors.supervisor`)."""
 
+    def born(self, actor: _Supervised) -> None:
+        """The life's instance exists (in the starter's thread, before its own runs)."""
+
     def child_ready(self) -> None:
         """The child restored its state, replayed its journal and awaits messages."""
 
@@ -211,6 +214,8 @@ class _Supervised(pykka.ThreadingActor):
         """Pick up what the starter (a supervisor, or `start()`) handed over."""
         self._start_args = _START.get()
         self._hooks = self._start_args.hooks if self._start_args else None
+        if self._hooks is not None:
+            self._hooks.born(self)
         super().__init__(*args, **kwargs)
 
     @classmethod

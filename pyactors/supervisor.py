@@ -37,6 +37,7 @@ from pyactors.errors import InvalidArgumentError, RestartIntensityError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
     from pyactors.actor import ExcInfo
     from pyactors.store import SegmentStore
@@ -236,6 +237,19 @@ class _Hooks:
 
     def __init__(self, supervisor: pykka.ActorRef[Any], pid: str, life: int) -> None:
         self._supervisor, self._pid, self._life = supervisor, pid, life
+        self._born: _Supervised | None = None
+
+    def born(self, actor: _Supervised) -> None:
+        self._born = actor
+
+    def take(self) -> _Supervised | None:
+        """Hand over the life's instance (once).
+
+        Its pykka ref holds it weakly, and a life that crashes at once may already be
+        freed when `start()` returns; its supervisor still needs it (`_subtree_of`).
+        """
+        actor, self._born = self._born, None
+        return actor
 
     def _send(self, message: Any) -> None:
         with contextlib.suppress(ActorDeadError):  # a dead supervisor has nobody to tell
@@ -337,9 +351,15 @@ class Supervisor(_Supervised):
         return ref
 
     def on_start(self) -> None:
-        """Start the children of an earlier life (a restart by its own supervisor)."""
+        """Start the children of an earlier life (a restart by its own supervisor).
+
+        All of them are kept even if one fails to start: that failure crashes this
+        life, and the next one adopts them all again.
+        """
         for spec in self._adopt:
-            self._add(spec)
+            self._children[spec.persistence_id] = _Child(spec)
+        for child in list(self._children.values()):
+            self._start_life(child)
 
     def _actor_loop_setup(self) -> None:
         super()._actor_loop_setup()
@@ -522,7 +542,7 @@ class Supervisor(_Supervised):
                 _StartArgs(spec.persistence_id, spec.store, hooks, managed=spec.managed), spec.args, kwargs
             )
             spec.ref._attach(life)
-            child.retired, child.actor = child.actor, life._actor_weakref()
+            child.retired, child.actor = child.actor, hooks.take()
 
     def _stop_child(self, child: _Child) -> None:
         actor = child.actor
@@ -539,10 +559,18 @@ class Supervisor(_Supervised):
             self._stop_child(child)
             child.spec.ref._kill(ActorDeadError(f"{child.spec.ref}: its supervisor stopped"))
 
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        """Stop the children when the supervisor itself fails (they restart with it)."""
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # The children are stopped (they restart with its next life) before its own
+        # supervisor hears of the failure: the next life can only start them again
+        # once this one's are gone.
         for child in reversed(list(self._children.values())):
             self._stop_child(child)
+        super()._handle_failure(exception_type, exception_value, traceback)
 
 
 def _subtree_of(child: _Child) -> list[_Child]:

@@ -181,6 +181,76 @@ def test_a_nested_supervisor_escalates_and_its_parent_restarts_the_subtree(actor
     assert mid.proxy().child("g1").get(timeout=10) is g1
 
 
+class SlowStop(Recorder):
+    """Takes a while to stop: a restart that does not wait for it finds it running."""
+
+    def on_stop(self) -> None:
+        time.sleep(0.2)
+        super().on_stop()
+
+
+class BuggySupervisor(Supervisor):
+    """A supervisor with a bug: it crashes on the message "bug"."""
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "bug":
+            raise RuntimeError("a bug in the supervisor")
+        return super().on_receive(message)
+
+
+def test_a_nested_supervisor_that_crashes_gets_every_child_back(actor_store: SegmentStore) -> None:
+    top = Supervisor.start(store=actor_store, max_restarts=3, period=30, name="top")
+    mid = top.spawn(BuggySupervisor, persistence_id="mid", max_restarts=3, period=30)
+    g1 = mid.proxy().spawn(SlowStop, persistence_id="g1").get(timeout=10)
+    g2 = mid.proxy().spawn(Recorder, persistence_id="g2").get(timeout=10)
+    g1.tell("x")
+    g2.tell("y")
+    assert (g1.ask("get", timeout=10), g2.ask("get", timeout=10)) == (["x"], ["y"])
+    EVENTS.clear()
+
+    mid.tell("bug")
+    _wait_restarts(top, "mid", 1)
+    # Its children were stopped before top restarted it, so its next life started them
+    # again at the first try (a child still running would refuse a second life).
+    assert (g1.ask("get", timeout=10), g2.ask("get", timeout=10)) == (["x"], ["y"])
+    assert top.stats()["mid"].restarts == 1
+    assert events("stop") == [("stop", "g2"), ("stop", "g1")]  # last started first
+    assert events("init") == [("init", "g1"), ("init", "g2")]
+
+
+_ARMED: list[bool] = []
+
+
+class FailsToStartWhenArmed(Recorder):
+    """Its constructor raises once after the test arms it."""
+
+    def __init__(self) -> None:
+        if _ARMED:
+            _ARMED.clear()
+            msg = "cannot start this time"
+            raise RuntimeError(msg)
+        super().__init__()
+
+
+def test_children_a_restarted_supervisor_fails_to_adopt_are_adopted_by_its_next_life(
+    actor_store: SegmentStore,
+) -> None:
+    top = Supervisor.start(store=actor_store, max_restarts=5, period=30, name="top")
+    mid = top.spawn(BuggySupervisor, persistence_id="mid", max_restarts=3, period=30)
+    a = mid.proxy().spawn(FailsToStartWhenArmed, persistence_id="a").get(timeout=10)
+    b = mid.proxy().spawn(Recorder, persistence_id="b").get(timeout=10)
+    a.tell("x")
+    b.tell("y")
+    assert (a.ask("get", timeout=10), b.ask("get", timeout=10)) == (["x"], ["y"])
+
+    _ARMED.append(True)
+    mid.tell("bug")
+    # Its first new life fails to start "a" and crashes; the second adopts both again.
+    wait_for(lambda: (s := top.stats()["mid"]).restarts == 2 and s.last_ms is not None, what="mid back")
+    assert (a.ask("get", timeout=10), b.ask("get", timeout=10)) == (["x"], ["y"])
+    assert mid.proxy().children().get(timeout=10) == ["a", "b"]
+
+
 def test_backoff_delays_each_restart_at_least_the_configured_time(actor_store: SegmentStore) -> None:
     sup = Supervisor.start(store=actor_store, max_restarts=5, period=30, backoff_initial=0.2, backoff_max=1.0)
     ref = sup.spawn(Recorder, persistence_id="slow")
