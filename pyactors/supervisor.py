@@ -513,8 +513,7 @@ class Supervisor(_Supervised):
     def _give_up(self) -> None:
         error = RestartIntensityError(self.name, self.max_restarts, self.period)
         logger.error("%s", error)
-        for child in reversed(list(self._children.values())):
-            self._stop_child(child)
+        for child in self._stop_children():
             child.spec.ref._kill(error)
         raise error
 
@@ -553,10 +552,16 @@ class Supervisor(_Supervised):
             except (ActorDeadError, pykka.Timeout):
                 logger.warning("%s: child %s did not stop cleanly", self.name, child.spec.persistence_id)
 
+    def _stop_children(self) -> list[_Child]:
+        """Stop every child, last started first; return them in that order."""
+        children = list(reversed(self._children.values()))
+        for child in children:
+            self._stop_child(child)
+        return children
+
     def on_stop(self) -> None:
         """Stop the children, last started first."""
-        for child in reversed(list(self._children.values())):
-            self._stop_child(child)
+        for child in self._stop_children():
             child.spec.ref._kill(ActorDeadError(f"{child.spec.ref}: its supervisor stopped"))
 
     def _handle_failure(
@@ -568,8 +573,7 @@ class Supervisor(_Supervised):
         # The children are stopped (they restart with its next life) before its own
         # supervisor hears of the failure: the next life can only start them again
         # once this one's are gone.
-        for child in reversed(list(self._children.values())):
-            self._stop_child(child)
+        self._stop_children()
         super()._handle_failure(exception_type, exception_value, traceback)
 
 

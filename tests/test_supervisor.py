@@ -198,14 +198,22 @@ class BuggySupervisor(Supervisor):
         return super().on_receive(message)
 
 
-def test_a_nested_supervisor_that_crashes_gets_every_child_back(actor_store: SegmentStore) -> None:
-    top = Supervisor.start(store=actor_store, max_restarts=3, period=30, name="top")
+def _buggy_tree(
+    store: SegmentStore, first: type[Recorder]
+) -> tuple[SupervisorRef, SupervisedRef, SupervisedRef, SupervisedRef]:
+    """top -> mid (a BuggySupervisor) -> g1 (a `first`), g2; g1 holds ["x"], g2 ["y"]."""
+    top = Supervisor.start(store=store, max_restarts=5, period=30, name="top")
     mid = top.spawn(BuggySupervisor, persistence_id="mid", max_restarts=3, period=30)
-    g1 = mid.proxy().spawn(SlowStop, persistence_id="g1").get(timeout=10)
+    g1 = mid.proxy().spawn(first, persistence_id="g1").get(timeout=10)
     g2 = mid.proxy().spawn(Recorder, persistence_id="g2").get(timeout=10)
     g1.tell("x")
     g2.tell("y")
     assert (g1.ask("get", timeout=10), g2.ask("get", timeout=10)) == (["x"], ["y"])
+    return top, mid, g1, g2
+
+
+def test_a_nested_supervisor_that_crashes_gets_every_child_back(actor_store: SegmentStore) -> None:
+    top, mid, g1, g2 = _buggy_tree(actor_store, SlowStop)
     EVENTS.clear()
 
     mid.tell("bug")
@@ -235,20 +243,13 @@ class FailsToStartWhenArmed(Recorder):
 def test_children_a_restarted_supervisor_fails_to_adopt_are_adopted_by_its_next_life(
     actor_store: SegmentStore,
 ) -> None:
-    top = Supervisor.start(store=actor_store, max_restarts=5, period=30, name="top")
-    mid = top.spawn(BuggySupervisor, persistence_id="mid", max_restarts=3, period=30)
-    a = mid.proxy().spawn(FailsToStartWhenArmed, persistence_id="a").get(timeout=10)
-    b = mid.proxy().spawn(Recorder, persistence_id="b").get(timeout=10)
-    a.tell("x")
-    b.tell("y")
-    assert (a.ask("get", timeout=10), b.ask("get", timeout=10)) == (["x"], ["y"])
-
+    top, mid, g1, g2 = _buggy_tree(actor_store, FailsToStartWhenArmed)
     _ARMED.append(True)
     mid.tell("bug")
-    # Its first new life fails to start "a" and crashes; the second adopts both again.
+    # Its first new life fails to start g1 and crashes; the second adopts both again.
     wait_for(lambda: (s := top.stats()["mid"]).restarts == 2 and s.last_ms is not None, what="mid back")
-    assert (a.ask("get", timeout=10), b.ask("get", timeout=10)) == (["x"], ["y"])
-    assert mid.proxy().children().get(timeout=10) == ["a", "b"]
+    assert (g1.ask("get", timeout=10), g2.ask("get", timeout=10)) == (["x"], ["y"])
+    assert mid.proxy().children().get(timeout=10) == ["g1", "g2"]
 
 
 def test_backoff_delays_each_restart_at_least_the_configured_time(actor_store: SegmentStore) -> None:
