@@ -6,14 +6,17 @@ Two guards:
   opened, a compressible record appended (zstd, CRC, fdatasync) and read back, and the
   dev build's fault layer (`pyactors._core.FaultFs`) must be there. Anything else ends
   the run at once with a non-zero status, naming what is wrong.
-* A skip (or xfail) fails the run unless its reason starts with `ENVIRONMENT`: the one
-  kind of skip allowed is a test that needs what this machine cannot give it (root, a
-  mount), never one that needs pyactors itself. Skips at collection count as well
-  (``pytest.importorskip`` of a module that does not import).
+* A skip (or xfail) fails the run unless it was made by `skip_for_environment`: the one
+  kind of skip allowed is a test that needs what this machine cannot give it (a mount,
+  a tool), never one that needs pyactors itself. A plain ``pytest.skip`` fails the run
+  even with the same words, and so does `skip_for_environment` called while an
+  exception is being handled (an error is never the machine's limit). Skips at
+  collection count as well (``pytest.importorskip`` of a module that does not import).
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from typing import TYPE_CHECKING, NoReturn
 
@@ -23,13 +26,23 @@ if TYPE_CHECKING:
     from _pytest.reports import CollectReport, TestReport
 
 ENVIRONMENT = "environment: "
-"""The prefix of the only skip reasons allowed."""
+"""The prefix of every skip reason `skip_for_environment` gives."""
 
+_allowed: set[str] = set()
+"""The reasons of the skips `skip_for_environment` made: the only ones allowed."""
 _hidden: list[str] = []
 
 
 def skip_for_environment(reason: str) -> NoReturn:
-    """Skip the test because this machine lacks something it needs (never pyactors itself)."""
+    """Skip the test because this machine lacks something it needs (never pyactors itself).
+
+    Called while an exception is being handled, it fails the test instead: whatever
+    raised may be pyactors, and a skip must not hide it.
+    """
+    handling = sys.exc_info()[1]
+    if handling is not None:
+        pytest.fail(f"skip_for_environment({reason!r}) while handling {handling!r}: an error is not a skip")
+    _allowed.add(ENVIRONMENT + reason)
     pytest.skip(ENVIRONMENT + reason)
 
 
@@ -74,17 +87,17 @@ def _reason(report: TestReport | CollectReport) -> str:
 def _note(report: TestReport | CollectReport) -> None:
     if report.skipped:
         reason = _reason(report)
-        if not reason.startswith(ENVIRONMENT):
+        if reason not in _allowed:
             _hidden.append(f"{report.nodeid}: {reason}")
 
 
 def pytest_runtest_logreport(report: TestReport) -> None:
-    """Remember a test's skip whose reason is not the machine's."""
+    """Remember a test's skip that `skip_for_environment` did not make."""
     _note(report)
 
 
 def pytest_collectreport(report: CollectReport) -> None:
-    """Remember a skip at collection whose reason is not the machine's."""
+    """Remember a skip at collection (never made by `skip_for_environment`)."""
     _note(report)
 
 
@@ -97,6 +110,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail a run that skipped anything for a reason other than the machine's."""
+    """Fail a run that skipped anything `skip_for_environment` did not."""
     if _hidden and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -48,6 +48,10 @@ def test_a_working_build_and_a_skip_for_the_machine_pass(tmp_path: Path) -> None
         pytest.param("import pytest\ndef test_it():\n    pytest.skip('no native module')\n", id="skip"),
         pytest.param("import pytest\npytest.importorskip('pyactors_no_such_module')\n", id="importorskip"),
         pytest.param("import pytest\n@pytest.mark.xfail\ndef test_it():\n    raise ImportError\n", id="xfail"),
+        pytest.param(
+            "import pytest\ndef test_it():\n    pytest.skip('environment: the same words, without the guard')\n",
+            id="spoofed-reason",
+        ),
     ],
 )
 def test_any_other_skip_fails_the_run_and_is_named(tmp_path: Path, body: str) -> None:
@@ -70,3 +74,16 @@ def test_a_missing_or_broken_native_module_ends_the_run_before_any_test(tmp_path
     assert run.returncode == 3, run.stdout + run.stderr
     assert "the native module is missing or broken" in run.stdout + run.stderr
     assert "test_never_runs" not in run.stdout
+
+
+def test_a_skip_for_the_machine_while_handling_an_error_fails_the_test(tmp_path: Path) -> None:
+    run = _pytest(
+        tmp_path,
+        "from _native_guard import skip_for_environment\n"
+        "def test_it():\n"
+        "    try:\n        raise OSError('what pyactors raised')\n"
+        "    except OSError:\n        skip_for_environment('no disk')\n",
+    )
+    assert run.returncode == pytest.ExitCode.TESTS_FAILED, run.stdout + run.stderr
+    assert "while handling OSError('what pyactors raised')" in run.stdout
+    assert "1 failed" in run.stdout
