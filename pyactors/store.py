@@ -220,7 +220,8 @@ class SegmentStore:
     that needs no wait (one write into the page cache) keeps it, which is cheaper.
 
     Args:
-        path: The store directory; created (mode 0700) if missing.
+        path: The store directory; created (mode 0700) if missing. A writer
+            tightens an existing one that group or others may enter to 0700.
         durability: ``"process"``, ``"group"`` or ``"sync"`` (see `Durability`).
         group_commit_ms: Under ``"group"``, the longest time between a write
             and its fdatasync.
@@ -265,7 +266,8 @@ class SegmentStore:
         AuthenticationError: A segment's key id does not match `auth_key`, or a
             record of the active segment fails authentication (strict mode).
         InvalidArgumentError: An option is out of range (`auth_key` shorter than 16 bytes).
-        StoreIOError: The operating system refused an operation.
+        StoreIOError: The operating system refused an operation, or a store
+            file is a symbolic link or not a regular file (never followed).
     """
 
     def __init__(

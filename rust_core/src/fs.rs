@@ -1,9 +1,9 @@
 //! The file-system interface every file operation of the log goes through, so a
 //! fault-injecting implementation can be put under the log without touching its logic.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -72,7 +72,8 @@ pub trait LockGuard: Send + Sync {}
 
 /// Directory and file operations of the log.
 pub trait FileSystem: Send + Sync {
-    /// Create `dir` (mode 0700) and its parents if missing.
+    /// Create `dir` (mode 0700) and its parents if missing; an existing `dir` that
+    /// others may enter (any group or other bit set) is tightened to 0700.
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// The names of the entries of `dir`.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -86,14 +87,49 @@ pub trait FileSystem: Send + Sync {
     fn remove(&self, path: &Path) -> io::Result<()>;
     /// fsync a directory, making its entries (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
-    /// Take an exclusive, non-blocking advisory lock on `path` (created 0600 if missing).
-    /// Fails with `ErrorKind::WouldBlock` when another holder has it.
+    /// Take an exclusive, non-blocking advisory lock on `path` (created 0600 if missing)
+    /// and on the directory holding it, which, unlike the file, cannot be deleted
+    /// from under the holder to let a second one in. Fails with
+    /// `ErrorKind::WouldBlock` when another holder has either.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
 
-/// The real file system.
+/// The real file system. Every store file is opened with `O_NOFOLLOW` and must be a
+/// regular file: a symlink (or FIFO, device, directory) planted in place of a segment,
+/// index, MANIFEST, LOCK or `.tmp` file is refused with an I/O error naming it, never
+/// followed, so nothing outside the store directory is read or written.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdFs;
+
+/// `O_NOFOLLOW`, and `O_NONBLOCK` so that opening a FIFO does not wait for a writer
+/// before `open_regular` can refuse it (it changes nothing for a regular file).
+const OPEN_FLAGS: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// Open with `OPEN_FLAGS`; the file must be a regular one.
+fn open_regular(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let f = opts.custom_flags(OPEN_FLAGS).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            io::Error::new(e.kind(), "is a symbolic link, which a store never follows: its files must be regular files")
+        } else {
+            e
+        }
+    })?;
+    if !f.metadata()?.file_type().is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "is not a regular file: a store opens no other kind"));
+    }
+    Ok(f)
+}
+
+/// Take `f`'s flock, non-blocking.
+fn try_lock(f: &File) -> io::Result<()> {
+    match f.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(io::Error::new(io::ErrorKind::WouldBlock, "locked by another writer"))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
 
 impl FileHandle for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -113,12 +149,18 @@ impl FileHandle for File {
     }
 }
 
-struct FileLock(#[allow(dead_code)] File);
+/// The store directory's and the LOCK file's flocks.
+struct FileLock(#[allow(dead_code)] File, #[allow(dead_code)] File);
 impl LockGuard for FileLock {}
 
 impl FileSystem for StdFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, Permissions::from_mode(0o700))?;
+        }
+        Ok(())
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
@@ -130,11 +172,11 @@ impl FileSystem for StdFs {
         Ok(names)
     }
     fn create(&self, path: &Path) -> io::Result<Handle> {
-        let f = OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)?;
+        let f = open_regular(OpenOptions::new().read(true).write(true).create_new(true).mode(0o600), path)?;
         Ok(Arc::new(f))
     }
     fn open(&self, path: &Path, write: bool) -> io::Result<Handle> {
-        Ok(Arc::new(OpenOptions::new().read(true).write(write).open(path)?))
+        Ok(Arc::new(open_regular(OpenOptions::new().read(true).write(write), path)?))
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
@@ -146,13 +188,15 @@ impl FileSystem for StdFs {
         File::open(dir)?.sync_all()
     }
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>> {
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
-        match f.try_lock() {
-            Ok(()) => Ok(Box::new(FileLock(f))),
-            Err(std::fs::TryLockError::WouldBlock) => {
-                Err(io::Error::new(io::ErrorKind::WouldBlock, "locked by another writer"))
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(e),
-        }
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let d = File::open(dir)?;
+        try_lock(&d)?;
+        // The LOCK file's flock too, which writers of earlier versions take alone.
+        let f = open_regular(OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600), path)?;
+        try_lock(&f)?;
+        Ok(Box::new(FileLock(d, f)))
     }
 }

@@ -1444,9 +1444,13 @@ impl Inner {
             report.segments += 1;
             report.bytes += bytes.len() as u64;
             match decode_segment_header(&bytes) {
-                Err(e) => {
+                Err(e @ HeaderError::Version(_)) => {
                     report.damaged.push(Damage::new(&path, 0, SEGMENT_HEADER_LEN as u64, format!("{e:?}")));
                     continue;
+                }
+                // The records after a damaged header are still checked, as a tolerant open keeps them.
+                Err(HeaderError::Invalid(why)) => {
+                    report.damaged.push(Damage::new(&path, 0, SEGMENT_HEADER_LEN as u64, why));
                 }
                 Ok((_, key_id)) => {
                     if let Err(CoreError::Authentication { offset, reason, .. }) =
@@ -1908,8 +1912,11 @@ impl Recovery<'_> {
         let read_only = self.opts.read_only;
         let file = self.fs.open(&path, !read_only).at(&path)?;
         let mut bytes = read_all(&file, &path)?;
-        if bytes.len() < SEGMENT_HEADER_LEN || bytes.iter().take(SEGMENT_HEADER_LEN).all(|&b| b == 0) {
-            // Created but never fully written: start it again.
+        // A segment is renamed into place only once its header is synced, so a header
+        // never fully written (a file shorter than it, or of it alone and all zeros) is
+        // left only by a power loss in the restart below: start it again. A bad header
+        // with bytes after it is damage, handled by the match below.
+        if bytes.len() < SEGMENT_HEADER_LEN || bytes == [0u8; SEGMENT_HEADER_LEN] {
             report.truncated_bytes += bytes.len() as u64;
             report.damaged.push(Damage::new(&path, 0, bytes.len() as u64, "segment header cut short (torn creation)"));
             let header = encode_segment_header(seg, now_us(), key_id(self.opts));
@@ -1922,6 +1929,16 @@ impl Recovery<'_> {
         }
         match decode_segment_header(&bytes) {
             Ok((base, key_id)) if base == seg => check_key_id(&path, key_id, self.opts.auth_key.as_ref())?,
+            // Tolerant: a damaged header is reported and written anew; the records after it still count.
+            Ok(_) | Err(HeaderError::Invalid(_)) if tolerant => {
+                report.damaged.push(Damage::new(&path, 0, SEGMENT_HEADER_LEN as u64, "bad segment header"));
+                let header = encode_segment_header(seg, now_us(), key_id(self.opts));
+                if !read_only {
+                    file.write_all_at(&header, 0).at(&path)?;
+                    file.sync_data().at(&path)?;
+                }
+                bytes[..SEGMENT_HEADER_LEN].copy_from_slice(&header);
+            }
             Ok((base, _)) => {
                 return Err(CoreError::corrupt(
                     &path,

@@ -4,7 +4,9 @@ Usage: ``python tests/fuzz/seeds.py OUT_DIR``. Creates ``OUT_DIR/<target>/`` for
 cargo fuzz targets ``decode``, ``roundtrip`` and ``open_dir`` and the atheris target
 ``store``: small stores made by `SegmentStore` (several sealed segments with their index
 files, compressed and raw payloads, tombstones, a compaction) packed in the format that
-``fuzz_store.unpack`` reads, plus their segment and index files one by one.
+``fuzz_store.unpack`` reads, plus their segment and index files one by one, and each
+store again with its active segment's header zeroed (a lost first page: damage that a
+strict open refuses and a tolerant one skips).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from pyactors import Kind, SegmentStore
 
-__all__ = ["main", "pack", "stores"]
+__all__ = ["main", "pack", "stores", "zero_active_header"]
 
 _MAX_FILE = 0xFFFF
 
@@ -51,6 +53,12 @@ def stores(root: Path) -> list[list[tuple[str, bytes]]]:
     return made
 
 
+def zero_active_header(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """`files` with the active segment's (the last file's) 32-byte header zeroed."""
+    *rest, (name, content) = files
+    return [*rest, (name, bytes(32) + content[32:])]
+
+
 def main() -> None:
     """Write the corpora under the directory given on the command line."""
     out = Path(sys.argv[1])
@@ -67,6 +75,9 @@ def main() -> None:
                 put("open_dir", pack(files, fix_checksums=fix))
             put("store", pack(files, fix_checksums=False))
             put("store", pack(files[-1:], fix_checksums=False))  # the active segment alone
+            zeroed = zero_active_header(files)
+            put("open_dir", pack(zeroed, fix_checksums=False))
+            put("open_dir", pack(zeroed[-1:], fix_checksums=False))
             for _, content in files:
                 put("decode", content)
                 put("decode", content[32:])  # records at offset 0
