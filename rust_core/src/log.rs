@@ -911,6 +911,11 @@ impl Inner {
 
     /// Frame and write `records` at the end of the active segment in one write, then
     /// index them. Returns each record's `(seq, timestamp)` and the LSN to sync to.
+    ///
+    /// An active segment already full is rolled first, and a failed roll is the error
+    /// (nothing of the batch written): the segment never grows past `segment_bytes`
+    /// plus one batch, and a roll that keeps failing fails every write. The roll after
+    /// a write that fills the segment is best effort (its records are written).
     fn write_frames(&self, w: &mut Writer, records: Vec<Prepared>) -> Result<(Vec<(u64, i64)>, u64)> {
         self.check_open()?;
         if let Some(why) = &w.failed {
@@ -924,6 +929,9 @@ impl Inner {
             // anything past the limit, so nothing written is ever unreadable.
             let why = format!("global offset {} would pass 2^63", w.next_offset);
             return Err(CoreError::corrupt(self.seg_path(w.base), 16, why));
+        }
+        if w.pos >= self.opts.segment_bytes {
+            self.roll(w)?;
         }
         let ts_now = now_us();
         let mut assigned = Vec::with_capacity(records.len());
@@ -997,7 +1005,7 @@ impl Inner {
         }
         let lsn = w.lsn;
         if w.pos >= self.opts.segment_bytes {
-            // The records are written; a failed roll is retried by the next append.
+            // The records are written: a failed roll is retried (and reported) by the next write.
             let _ = self.roll(w);
         }
         Ok((assigned, lsn))
