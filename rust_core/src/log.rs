@@ -3,16 +3,20 @@
 //!
 //! Locks, always taken in this order: `writer` (one appender at a time; also held by
 //! prune, delete and compaction), then `index`, then `handles`. Readers take only
-//! `index` (read) and `handles`. Durability waits use `sync` alone, after `writer` is
-//! released, so concurrent appenders share one fdatasync (group commit). The `cache`
-//! lock is taken last and alone: nothing else is locked while it is held.
+//! `index` (read) and `handles`; `handles` is held only to look up or swap an open
+//! file (one is opened before it is taken). Durability waits use `sync` alone, after
+//! `writer` is released, so concurrent appenders share one fdatasync (group commit).
+//! The `cache` lock is taken last and alone: nothing else is locked while it is held.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lru::LruCache;
 
 use crate::auth::AuthKey;
 use crate::cache::LatestCache;
@@ -184,7 +188,7 @@ pub struct CompactReport {
 }
 
 /// Where a record is, with its segment file held open: reading it works even if
-/// compaction unlinks the file meanwhile.
+/// compaction unlinks the file meanwhile, or the log closes its own handle on it.
 #[derive(Clone)]
 pub struct Located {
     /// The record's segment and index entry.
@@ -301,13 +305,53 @@ const MAX_READ_RUN: u64 = 4 << 20;
 /// Longest commit delay (see `Inner::sync_to`).
 const MAX_COMMIT_DELAY: Duration = Duration::from_micros(500);
 
+/// Sealed segment files kept open for reads, at most (see `Handles`). Reopening one
+/// costs an `open(2)`, less than the read it serves; 32 keeps a store's share small
+/// even under a descriptor limit of 64.
+pub const OPEN_SEALED_SEGMENTS: usize = 32;
+
+/// The open segment files: the active segment's, never closed before the log is, and
+/// the sealed segments read most recently, the least recently used closed first. A
+/// `Located` holds its own `Arc`, so a read in flight keeps its file open however long
+/// it takes, after eviction or compaction.
+struct Handles {
+    active: (u64, Handle),
+    sealed: LruCache<u64, Handle>,
+}
+
+impl Handles {
+    fn new(base: u64, file: Handle) -> Self {
+        let bound = NonZeroUsize::new(OPEN_SEALED_SEGMENTS).unwrap_or(NonZeroUsize::MIN);
+        Self { active: (base, file), sealed: LruCache::new(bound) }
+    }
+
+    fn get(&mut self, base: u64) -> Option<Handle> {
+        if self.active.0 == base {
+            return Some(Arc::clone(&self.active.1));
+        }
+        self.sealed.get(&base).cloned()
+    }
+
+    /// Keep `file`, just opened for the sealed segment `base`, unless another reader
+    /// kept one meanwhile; returns the one kept.
+    fn keep(&mut self, base: u64, file: Handle) -> Handle {
+        Arc::clone(self.sealed.get_or_insert(base, || file))
+    }
+
+    /// `file` is the new active segment; the old one is now sealed.
+    fn rolled(&mut self, base: u64, file: Handle) {
+        let (old, old_file) = std::mem::replace(&mut self.active, (base, file));
+        self.sealed.put(old, old_file);
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
     opts: Options,
     writer: Mutex<Writer>,
     index: RwLock<Index>,
-    handles: RwLock<HashMap<u64, Handle>>,
+    handles: Mutex<Handles>,
     sync: Mutex<SyncState>,
     synced_cv: Condvar,
     /// Threads inside `append_many` / `prune` / `delete_stream` right now.
@@ -435,7 +479,8 @@ impl Log {
                 }
             })?)
         };
-        let (writer, index, handles, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
+        let (writer, index, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
+        let handles = Handles::new(writer.base, Arc::clone(&writer.file));
         let opts_cache_bytes = opts.cache_bytes;
         report.elapsed = started.elapsed();
         let inner = Arc::new(Inner {
@@ -444,7 +489,7 @@ impl Log {
             opts,
             writer: Mutex::new(writer),
             index: RwLock::new(index),
-            handles: RwLock::new(handles),
+            handles: Mutex::new(handles),
             sync: Mutex::new(SyncState::default()),
             synced_cv: Condvar::new(),
             appenders: std::sync::atomic::AtomicUsize::new(0),
@@ -809,7 +854,11 @@ impl Log {
         let result = if self.inner.opts.read_only { Ok(()) } else { self.inner.sync_to(lsn).and(rolled) };
         // Release every file descriptor now, not when the last reference to the log goes.
         lock(&self.inner.writer).file = Arc::new(ClosedFile);
-        write(&self.inner.handles).clear();
+        {
+            let mut handles = lock(&self.inner.handles);
+            handles.sealed.clear();
+            handles.active.1 = Arc::new(ClosedFile);
+        }
         lock(&self.inner.lock).take();
         result
     }
@@ -862,6 +911,11 @@ impl Inner {
 
     /// Frame and write `records` at the end of the active segment in one write, then
     /// index them. Returns each record's `(seq, timestamp)` and the LSN to sync to.
+    ///
+    /// An active segment already full is rolled first, and a failed roll is the error
+    /// (nothing of the batch written): the segment never grows past `segment_bytes`
+    /// plus one batch, and a roll that keeps failing fails every write. The roll after
+    /// a write that fills the segment is best effort (its records are written).
     fn write_frames(&self, w: &mut Writer, records: Vec<Prepared>) -> Result<(Vec<(u64, i64)>, u64)> {
         self.check_open()?;
         if let Some(why) = &w.failed {
@@ -875,6 +929,9 @@ impl Inner {
             // anything past the limit, so nothing written is ever unreadable.
             let why = format!("global offset {} would pass 2^63", w.next_offset);
             return Err(CoreError::corrupt(self.seg_path(w.base), 16, why));
+        }
+        if w.pos >= self.opts.segment_bytes {
+            self.roll(w)?;
         }
         let ts_now = now_us();
         let mut assigned = Vec::with_capacity(records.len());
@@ -948,7 +1005,7 @@ impl Inner {
         }
         let lsn = w.lsn;
         if w.pos >= self.opts.segment_bytes {
-            // The records are written; a failed roll is retried by the next append.
+            // The records are written: a failed roll is retried (and reported) by the next write.
             let _ = self.roll(w);
         }
         Ok((assigned, lsn))
@@ -1001,7 +1058,7 @@ impl Inner {
             idx.add_sealed(summary);
             idx.active_base = base;
         }
-        write(&self.handles).insert(base, Arc::clone(&file));
+        lock(&self.handles).rolled(base, Arc::clone(&file));
         w.file = file;
         w.base = base;
         w.pos = SEGMENT_HEADER_LEN as u64;
@@ -1121,12 +1178,12 @@ impl Inner {
     }
 
     fn handle(&self, base: u64) -> Result<Handle> {
-        if let Some(h) = read(&self.handles).get(&base) {
-            return Ok(Arc::clone(h));
+        if let Some(h) = lock(&self.handles).get(base) {
+            return Ok(h);
         }
         let path = self.seg_path(base);
         let h = self.fs.open(&path, false).at(&path)?;
-        Ok(Arc::clone(write(&self.handles).entry(base).or_insert(h)))
+        Ok(lock(&self.handles).keep(base, h))
     }
 
     /// `loc` with an open handle on its segment. Called with the index read lock held,
@@ -1405,7 +1462,7 @@ impl Inner {
                     }
                 }
             }
-            write(&self.handles).remove(&seg);
+            lock(&self.handles).sealed.pop(&seg);
             // The manifest drops the segment before it goes: a crash in between leaves a
             // segment the manifest no longer lists, which the next open finishes removing.
             self.write_manifest()?;
@@ -1690,7 +1747,7 @@ struct Recovery<'a> {
     opts: &'a Options,
 }
 
-type Recovered = (Writer, Index, HashMap<u64, Handle>, OpenReport);
+type Recovered = (Writer, Index, OpenReport);
 
 impl Recovery<'_> {
     fn run(&self) -> Result<Recovered> {
@@ -1705,7 +1762,6 @@ impl Recovery<'_> {
         let has_index: std::collections::HashSet<u64> =
             names.iter().filter_map(|n| parse_name(n, INDEX_SUFFIX)).collect();
         let mut index = Index::default();
-        let mut handles = HashMap::new();
         let tolerant = self.opts.recovery == RecoveryMode::TolerateAnyCorruption;
         let manifest = self.read_manifest(&names, &mut report)?;
         if let Some(m) = &manifest {
@@ -1754,13 +1810,12 @@ impl Recovery<'_> {
             },
         };
         index.active_base = writer.base;
-        handles.insert(writer.base, Arc::clone(&writer.file));
         report.segments = sealed.len() as u64 + 1;
         let live = manifest_of(&index);
         if manifest.as_ref() != Some(&live) && !read_only {
             write_manifest(self.fs, self.dir, &live)?;
         }
-        Ok((writer, index, handles, report))
+        Ok((writer, index, report))
     }
 
     /// The manifest, if present and intact; a damaged one is reported (with the
