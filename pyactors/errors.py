@@ -25,6 +25,7 @@ __all__ = [
     "SerializationError",
     "StoreClosedError",
     "StoreError",
+    "StoreForkedError",
     "StoreIOError",
     "StoreLockedError",
     "WorkflowError",
@@ -60,6 +61,23 @@ class StoreClosedError(StoreError):
 
 class StoreLockedError(StoreError):
     """Another process holds the store's writer lock (one writer per store)."""
+
+
+class StoreForkedError(StoreLockedError):
+    """The store was opened by another process, of which this one is a fork.
+
+    A child made by ``os.fork()`` (multiprocessing's ``fork`` start method, a preloading
+    server) inherits its parent's open stores, files, lock and write position, but not
+    its threads: writing there would corrupt the parent's store, and a lock a parent
+    thread held would never be released. So in the child every call on an inherited
+    store raises this error, and nothing is written; ``close()`` only lets go of the
+    child's copies of the store's file descriptors, so the child never keeps the store
+    locked once the parent has closed it (pyactors does this in every child right after
+    the fork). To use the store in the child, open it again there once the parent has
+    closed it, open a ``read_only`` view beside the parent, or start the child with the
+    ``spawn`` (or ``forkserver``) start method. A `StoreLockedError`: the store belongs
+    to another process.
+    """
 
 
 class CorruptSegmentError(StoreError):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import enum
 import os
+import weakref
 from typing import TYPE_CHECKING, Literal, NamedTuple, Self
 
 from pyactors import _core
@@ -210,12 +211,35 @@ def _record(raw: tuple[str, int, int, int, bytes]) -> Record:
     return Record(stream, kind, seq, ts_us / 1_000_000, payload)
 
 
+_opened: weakref.WeakSet[SegmentStore] = weakref.WeakSet()
+"""The stores opened in this process and not yet freed (see `_after_fork_in_child`)."""
+
+
+def _after_fork_in_child() -> None:
+    """Let go, in a forked child, of the stores the parent had open.
+
+    Closing a store in the child closes only the child's copies of its file
+    descriptors, taking no lock another thread may hold (see `StoreForkedError`):
+    without it, the child's copy of the lock file's descriptor would keep the store
+    locked after the parent closed it, for as long as the child lives.
+    """
+    for store in list(_opened):
+        store.close()
+    _opened.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class SegmentStore:
     """A directory of append-only, compressed, checksummed segment files.
 
     One process at a time may open a store for writing (a second one gets
     `StoreLockedError`); inside it, any number of threads may append and read at
     once. Any number of processes may open it ``read_only`` beside the writer.
+    A process forked from the one that opened it may not use it: there every call
+    raises `StoreForkedError` (see there what to do instead), and it is closed for
+    the child right after the fork.
     The GIL is released during file I/O, compression and decompression; a small append
     that needs no wait (one write into the page cache) keeps it, which is cheaper.
 
@@ -297,6 +321,7 @@ class SegmentStore:
             auth_key=auth_key,
             cache_bytes=cache_bytes,
         )
+        _opened.add(self)
         self.serializer: Serializer = serializer or PickleSerializer()
         report = self._log.open_report()
         self.open_report = OpenReport(
@@ -494,7 +519,12 @@ class SegmentStore:
         self._log.flush()
 
     def close(self) -> None:
-        """Flush, stop the background flusher and release the writer lock. Idempotent."""
+        """Flush, stop the background flusher and release the writer lock. Idempotent.
+
+        In a process forked from the one that opened the store, it writes nothing and
+        only closes this process's copies of the store's file descriptors (see
+        `StoreForkedError`).
+        """
         self._log.close()
 
     def __enter__(self) -> Self:

@@ -6,6 +6,8 @@ One test per `CoreError` variant, each provoked through real behaviour.
 from __future__ import annotations
 
 import errno
+import multiprocessing
+import os
 import pickle
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,7 @@ from pyactors.errors import (
     PyActorsError,
     StoreClosedError,
     StoreError,
+    StoreForkedError,
     StoreIOError,
     StoreLockedError,
 )
@@ -122,6 +125,7 @@ def test_every_store_error_is_a_pyactors_error() -> None:
     for cls in (
         StoreIOError,
         StoreLockedError,
+        StoreForkedError,
         CorruptSegmentError,
         AuthenticationError,
         FormatVersionError,
@@ -130,3 +134,23 @@ def test_every_store_error_is_a_pyactors_error() -> None:
         assert issubclass(cls, StoreError)
         assert issubclass(cls, PyActorsError)
     assert issubclass(InvalidArgumentError, PyActorsError)
+
+
+def _forked_child(store: SegmentStore, parent: int) -> None:
+    """Target of a ``fork`` child: the inherited store raises `StoreForkedError`."""
+    with pytest.raises(StoreForkedError) as info:
+        store.append("a", b"x")
+    assert isinstance(info.value, StoreLockedError)
+    assert store.path in str(info.value)
+    assert f"opened by process {parent}" in str(info.value)
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)
+
+
+def test_forked_maps_to_store_forked_error(tmp_path: Path) -> None:
+    with SegmentStore(tmp_path / "s") as store:
+        child = multiprocessing.get_context("fork").Process(target=_forked_child, args=(store, os.getpid()))
+        child.start()
+        child.join(60)
+        if child.exitcode is None:
+            child.kill()
+        assert child.exitcode == 0

@@ -57,6 +57,20 @@ pub enum CoreError {
     /// A caller passed something out of range; nothing was written.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The log was used in a process forked from the one that opened it: the child
+    /// shares the parent's files, lock and write position, so it may not touch them.
+    #[error(
+        "{}: the store was opened by process {opened_by}, and this process is a fork of it: \
+         open the store again in this process (after the parent closed it), open a read-only view, \
+         or use the spawn start method",
+        path.display()
+    )]
+    Forked {
+        /// The store directory.
+        path: PathBuf,
+        /// The id of the process that opened the store.
+        opened_by: u32,
+    },
     /// The log was used after `close()`.
     #[error("the store is closed")]
     Closed,

@@ -9,6 +9,7 @@ pyo3::import_exception!(pyactors.errors, CorruptSegmentError);
 pyo3::import_exception!(pyactors.errors, FormatVersionError);
 pyo3::import_exception!(pyactors.errors, InvalidArgumentError);
 pyo3::import_exception!(pyactors.errors, StoreClosedError);
+pyo3::import_exception!(pyactors.errors, StoreForkedError);
 pyo3::import_exception!(pyactors.errors, StoreIOError);
 pyo3::import_exception!(pyactors.errors, StoreLockedError);
 
@@ -23,6 +24,7 @@ impl From<CoreError> for PyErr {
                 StoreIOError::new_err((errno, text, path.display().to_string()))
             }
             CoreError::Locked { .. } => StoreLockedError::new_err(text),
+            CoreError::Forked { .. } => StoreForkedError::new_err(text),
             CoreError::Corrupt { path, offset, reason } => {
                 CorruptSegmentError::new_err((path.display().to_string(), offset, reason))
             }

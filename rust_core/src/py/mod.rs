@@ -63,8 +63,9 @@ impl Progress {
         Self { callback, error: None }
     }
 
-    /// Report; `false` (stop) once the callback or a signal handler raised.
-    fn report(&mut self, done: u64, total: u64) -> bool {
+    /// Report; `false` (stop) once the callback or a signal handler raised, or once the
+    /// callback forked and this is the child (which must not go on with `log`'s work).
+    fn report(&mut self, log: &Log, done: u64, total: u64) -> bool {
         if self.error.is_some() {
             return false;
         }
@@ -73,6 +74,7 @@ impl Progress {
             if let Some(cb) = &self.callback {
                 cb.call1(py, (done, total))?;
             }
+            log.check_process()?;
             Ok::<(), PyErr>(())
         });
         if let Err(e) = outcome {
@@ -295,7 +297,9 @@ impl PySegmentLog {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let mut reporter = Progress::new(progress);
-        let r = py.detach(|| self.log.compact_with(min_dead_ratio, &mut |done, total| reporter.report(done, total)));
+        let r = py.detach(|| {
+            self.log.compact_with(min_dead_ratio, &mut |done, total| reporter.report(&self.log, done, total))
+        });
         reporter.raise()?;
         let r = r?;
         let d = PyDict::new(py);
@@ -309,7 +313,7 @@ impl PySegmentLog {
     #[pyo3(signature = (progress=None))]
     fn verify<'py>(&self, py: Python<'py>, progress: Option<Py<PyAny>>) -> PyResult<Bound<'py, PyDict>> {
         let mut reporter = Progress::new(progress);
-        let r = py.detach(|| self.log.verify_with(&mut |done, total| reporter.report(done, total)));
+        let r = py.detach(|| self.log.verify_with(&mut |done, total| reporter.report(&self.log, done, total)));
         reporter.raise()?;
         let r = r?;
         let d = PyDict::new(py);
@@ -365,6 +369,8 @@ impl PyRecordIter {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<RawRecord<'py>>> {
+        // Before the lock: in a forked child a thread of the parent may have held it.
+        self.log.check_process()?;
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if pending.1.is_empty() {
             let start = pending.0;
@@ -390,6 +396,13 @@ impl PyRecordIter {
     }
 }
 
+/// The `os.register_at_fork` hook of the module: a forked child's logs notice it at
+/// once (see `log::note_fork`).
+#[pyfunction]
+fn after_fork_in_child() {
+    crate::log::note_fork();
+}
+
 /// The native core of pyactors (private: use `pyactors.store`).
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -403,6 +416,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_STREAM_LEN", f::MAX_STREAM_LEN)?;
     m.add("FLAG_ZSTD", f::FLAG_ZSTD)?;
     m.add("KIND_TOMBSTONE", f::KIND_TOMBSTONE)?;
+    let hooks = PyDict::new(m.py());
+    hooks.set_item("after_in_child", wrap_pyfunction!(after_fork_in_child, m)?)?;
+    m.py().import("os")?.call_method("register_at_fork", (), Some(&hooks))?;
     m.add_class::<PySegmentLog>()?;
     m.add_class::<PyRecordIter>()?;
     #[cfg(feature = "fault-injection")]
