@@ -338,6 +338,12 @@ impl Handles {
         Arc::clone(self.sealed.get_or_insert(base, || file))
     }
 
+    /// Close every file: the log is closing (see `ClosedFile`).
+    fn close_all(&mut self) {
+        self.sealed.clear();
+        self.active.1 = Arc::new(ClosedFile);
+    }
+
     /// `file` is the new active segment; the old one is now sealed.
     fn rolled(&mut self, base: u64, file: Handle) {
         let (old, old_file) = std::mem::replace(&mut self.active, (base, file));
@@ -904,11 +910,7 @@ impl Log {
         let result = if self.inner.opts.read_only { Ok(()) } else { self.inner.sync_to(lsn).and(rolled) };
         // Release every file descriptor now, not when the last reference to the log goes.
         lock(&self.inner.writer).file = Arc::new(ClosedFile);
-        {
-            let mut handles = lock(&self.inner.handles);
-            handles.sealed.clear();
-            handles.active.1 = Arc::new(ClosedFile);
-        }
+        lock(&self.inner.handles).close_all();
         lock(&self.inner.lock).take();
         result
     }
@@ -970,8 +972,8 @@ impl Inner {
         if let Ok(mut w) = self.writer.try_lock() {
             w.file = Arc::new(ClosedFile);
         }
-        if let Ok(mut handles) = self.handles.try_write() {
-            handles.clear();
+        if let Ok(mut handles) = self.handles.try_lock() {
+            handles.close_all();
         }
     }
 
