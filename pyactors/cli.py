@@ -353,9 +353,9 @@ def _add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pyactors.bench import run
+    from pyactors.bench import run_parsed
 
-    return run(quick=args.quick, out=args.out, only=args.only, progress=not args.no_progress)
+    return run_parsed(args)
 
 
 # ---------------------------------------------------------------------------- supervise

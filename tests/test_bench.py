@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pyactors import bench
+from pyactors.bench._harness import figure, summary, target
 from pyactors.bench.report import markdown
 
 if TYPE_CHECKING:
@@ -87,7 +90,9 @@ def test_a_missing_baseline_package_is_reported_as_skipped(tmp_path: Path, area:
     out = tmp_path / "out"
     # None in sys.modules makes `import langgraph` raise ImportError, as if it were not installed.
     proc = _bench(out, "--quick", "--only", area, prelude="import sys; sys.modules['langgraph'] = None; ")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Measuring nothing is a failed run, which says why.
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"measured nothing ({area}: langgraph" in proc.stdout
     doc = json.loads((out / "results.json").read_text())
     assert [s["area"] for s in doc["skipped"]] == [area]
     assert "langgraph" in doc["skipped"][0]["reason"]
@@ -110,6 +115,47 @@ def test_a_missing_or_broken_pyactors_module_fails_the_run_and_is_never_reported
     assert proc.returncode != 0, proc.stdout[-3000:]
     assert "skipped" not in proc.stdout
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("only", "says"),
+    [
+        ("nope", "--only nope: no such area (areas: store, actors"),
+        ("store.nope", "--only store.nope: no such section (store: appends"),
+    ],
+)
+def test_an_only_that_names_nothing_of_the_suite_is_a_usage_error(tmp_path: Path, only: str, says: str) -> None:
+    proc = _bench(tmp_path / "out", "--quick", "--only", only)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert says in proc.stdout
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def _one_target_area(met: bool) -> types.ModuleType:
+    """A stand-in area of one section that measures one figure and one target, `met` or not."""
+    area = types.ModuleType("one_target_area")
+
+    def section(cfg: object, tmp: str) -> None:
+        fig = figure("one", "pyactors", "s", summary([0.001, 0.002, 0.003]))
+        target("one", "one below two", f"{fig['median']:.3f} s", met)
+
+    area.SECTIONS = {"section": section}  # type: ignore[attr-defined]
+    area.config = lambda quick: None  # type: ignore[attr-defined]
+    return area
+
+
+@pytest.mark.parametrize("met", [True, False])
+@pytest.mark.parametrize("check", [True, False])
+def test_check_fails_the_run_on_a_missed_target_and_only_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *, met: bool, check: bool
+) -> None:
+    monkeypatch.setitem(sys.modules, "one_target_area", _one_target_area(met))
+    monkeypatch.setattr(bench, "AREAS", {"fake": "one_target_area"})
+    status = bench.run(quick=True, out=str(tmp_path / "out"), progress=False, check=check)
+    assert status == (1 if check and not met else 0)
+    assert ("--check: 1 target(s) missed: one below two" in capsys.readouterr().out) == (check and not met)
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [t["met"] for t in doc["targets"]] == [met]
 
 
 def test_report_states_a_missed_target_plainly() -> None:

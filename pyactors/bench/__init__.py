@@ -1,4 +1,4 @@
-"""The benchmark suite: ``pyactors bench [--quick] [--out DIR] [--only AREA[.SECTION]]``.
+"""The benchmark suite: ``pyactors bench [--quick] [--check] [--out DIR] [--only AREA[.SECTION]]``.
 
 Every comparison runs its baseline side by side in the same run, alternating runs so
 that drift hits both; figures are medians and p99 over a stated number of runs. The
@@ -13,6 +13,10 @@ depth, a whole process against the number of actors, ``import pyactors`` vs ``im
 pykka``), ``workflow`` (checkpoint cost, fresh-process recovery and disk footprint vs
 LangGraph's savers), ``langgraph`` (LangGraph graphs on ``SegmentSaver`` vs LangGraph's
 own savers: checkpoint cost at equal crash safety, fresh-process recovery).
+
+Exit status: 0; 1 if a section misbehaved, if the run measured nothing (it says why:
+every area it was to run was skipped), or, with ``--check``, if a target was missed;
+2 if ``--only`` names no area or section of the suite.
 
 The baselines, the plots and the progress bar need the ``bench`` extra
 (``pip install 'pyactors[bench]'``); an area whose baseline package is missing is
@@ -37,7 +41,7 @@ from pyactors.bench._harness import RESULTS, problem, skip
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["AREAS", "add_arguments", "main", "run"]
+__all__ = ["AREAS", "add_arguments", "main", "run", "run_parsed"]
 
 AREAS: dict[str, str] = {
     "store": "pyactors.bench.store",
@@ -50,8 +54,9 @@ AREAS: dict[str, str] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the suite's options (``--quick``, ``--out``, ``--only``) to `parser`."""
+    """Add the suite's options (``--quick``, ``--check``, ``--out``, ``--only``) to `parser`."""
     parser.add_argument("--quick", action="store_true", help="small sizes, few runs (under a minute)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if any target is missed")
     parser.add_argument("--out", metavar="DIR", default="bench-out", help="output folder (default: bench-out)")
     parser.add_argument(
         "--only",
@@ -66,8 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the suite from the command line; return the exit status (1 if anything misbehaved)."""
     parser = argparse.ArgumentParser(prog="pyactors bench", description=(__doc__ or "").split("\n\n")[0])
     add_arguments(parser)
-    args = parser.parse_args(argv)
-    return run(quick=args.quick, out=args.out, only=args.only, progress=not args.no_progress)
+    return run_parsed(parser.parse_args(argv))
+
+
+def run_parsed(args: argparse.Namespace) -> int:
+    """`run` with the options `add_arguments` added to a parser, as parsed; return the exit status."""
+    return run(quick=args.quick, out=args.out, only=args.only, progress=not args.no_progress, check=args.check)
 
 
 def _wanted(only: Sequence[str] | None, area: str, section: str | None = None) -> bool:
@@ -109,7 +118,17 @@ def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
         bar.update(task, completed=total, description="done")
 
 
-def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: bool = True) -> int:
+def _unknown(only: Sequence[str], sections: dict[str, list[str]]) -> list[str]:
+    """The `only` entries that name no area, or no section of an area whose sections are known."""
+    bad = []
+    for o in only:
+        area, _, section = o.partition(".")
+        if area not in AREAS or (section and area in sections and section not in sections[area]):
+            bad.append(o)
+    return bad
+
+
+def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: bool = True, check: bool = False) -> int:
     """Run the suite and write ``results.json``, ``REPORT.md`` and the plots into `out`.
 
     Args:
@@ -117,13 +136,19 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
         out: The output folder (created if missing).
         only: Run only these areas (``"store"``) or sections (``"store.appends"``).
         progress: Show a progress bar (needs ``rich``).
+        check: A missed target fails the run.
 
     Returns:
-        0, or 1 if a section misbehaved (a wrong result or an exception).
+        0; 1 if a section misbehaved (a wrong result or an exception), if nothing was
+        measured (every area to run was skipped), or, with `check`, if a target was
+        missed; 2 if `only` names no area or section of the suite (nothing runs).
     """
     from pyactors.bench import report
 
     RESULTS.clear()
+    if only and (bad := _unknown(only, {})):
+        print(f"pyactors bench: --only {', '.join(bad)}: no such area (areas: {', '.join(AREAS)})", flush=True)
+        return 2
     os.makedirs(out, exist_ok=True)
     # Some sections crash actors on purpose: keep their tracebacks off the output.
     for name in ("pykka", "pyactors"):
@@ -131,6 +156,7 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
     started = time.time()
     load_before = os.getloadavg()
     plan: list[tuple[str, str, Callable[[Any, str], None], Any]] = []
+    sections: dict[str, list[str]] = {}
     for area, module_name in AREAS.items():
         if not _wanted(only, area):
             continue
@@ -145,7 +171,12 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
             skip(f"every {area} comparison", f"{exc.name} is not installed (pip install 'pyactors[bench]')")
             continue
         cfg = module.config(quick)
+        sections[area] = list(module.SECTIONS)
         plan.extend((area, section, fn, cfg) for section, fn in module.SECTIONS.items() if _wanted(only, area, section))
+    if only and (bad := _unknown(only, sections)):
+        known = "; ".join(f"{a}: {', '.join(names)}" for a, names in sections.items())
+        print(f"pyactors bench: --only {', '.join(bad)}: no such section ({known})", flush=True)
+        return 2
     print(f"pyactors bench ({'quick' if quick else 'full'}): {len(plan)} sections -> {out}", flush=True)
     tmp = tempfile.mkdtemp(prefix="pyactors-bench-")
     try:
@@ -175,4 +206,14 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
     )
     for p in RESULTS.problems:
         print(f"  problem: {p}")
-    return 1 if RESULTS.problems else 0
+    failed = bool(RESULTS.problems)
+    if not RESULTS.figures:
+        reasons = "; ".join(f"{s['area']}: {s['reason']}" for s in RESULTS.skipped) or "no section ran"
+        print(f"measured nothing ({reasons})")
+        failed = True
+    missed = [t for t in RESULTS.targets if not t["met"]]
+    if check and missed:
+        listed = "; ".join(f"{t['goal']} ({t['measured']})" for t in missed)
+        print(f"--check: {len(missed)} target(s) missed: {listed}")
+        failed = True
+    return 1 if failed else 0
