@@ -60,7 +60,13 @@ class StoreClosedError(StoreError):
 
 
 class StoreLockedError(StoreError):
-    """Another process holds the store's writer lock (one writer per store)."""
+    """Another process holds the store's writer lock (one writer per store).
+
+    The message names the holder's process id when it wrote one into the store's
+    ``LOCK`` file (every writer of this release does): "... locked by another writer
+    (process 4242, as its LOCK file says)". Stop that process, or wait for it to close
+    the store; a read-only view (``read_only=True``) needs no lock.
+    """
 
 
 class StoreForkedError(StoreLockedError):

@@ -17,10 +17,17 @@ pub enum CoreError {
         source: io::Error,
     },
     /// Another process (or another open handle) holds the store's writer lock.
-    #[error("{}: the store is locked by another writer", path.display())]
+    #[error(
+        "{}: the store is locked by another writer{}",
+        path.display(),
+        holder.map_or(String::new(), |pid| format!(" (process {pid}, as its LOCK file says)"))
+    )]
     Locked {
         /// The store directory.
         path: PathBuf,
+        /// The process holding the lock, as the holder wrote it into `LOCK` (`None` if
+        /// the file names none: a writer of an earlier release, or unreadable).
+        holder: Option<u32>,
     },
     /// Bytes that must be a valid record, header or index are damaged.
     #[error("{}: corrupt at byte offset {offset}: {reason}", path.display())]

@@ -89,8 +89,9 @@ pub trait FileSystem: Send + Sync {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// Take an exclusive, non-blocking advisory lock on `path` (created 0600 if missing)
     /// and on the directory holding it, which, unlike the file, cannot be deleted
-    /// from under the holder to let a second one in. Fails with
-    /// `ErrorKind::WouldBlock` when another holder has either.
+    /// from under the holder to let a second one in, and write this process's id into
+    /// `path`. Fails with `ErrorKind::WouldBlock` when another holder has either, the
+    /// error's inner value then a `LockHeld` naming the holder when `path` does.
     fn lock(&self, path: &Path) -> io::Result<Box<dyn LockGuard>>;
 }
 
@@ -120,13 +121,36 @@ fn open_regular(opts: &mut OpenOptions, path: &Path) -> io::Result<File> {
     Ok(f)
 }
 
+/// The inner value of the `WouldBlock` error of `FileSystem::lock`: the process that
+/// holds the lock, as it wrote its id into the lock file (`None` if the file names none).
+#[derive(Debug)]
+pub struct LockHeld(pub Option<u32>);
+
+impl std::fmt::Display for LockHeld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, "locked by another writer (process {pid})"),
+            None => f.write_str("locked by another writer"),
+        }
+    }
+}
+
+impl std::error::Error for LockHeld {}
+
+/// The process id a lock file names: its first line as decimal digits, at most
+/// 32 bytes read; anything else names none.
+fn lock_holder(f: &File) -> Option<u32> {
+    let mut buf = [0u8; 32];
+    let n = FileExt::read_at(f, &mut buf, 0).ok()?;
+    let text = std::str::from_utf8(buf.get(..n)?).ok()?;
+    text.lines().next()?.trim().parse().ok()
+}
+
 /// Take `f`'s flock, non-blocking.
 fn try_lock(f: &File) -> io::Result<()> {
     match f.try_lock() {
         Ok(()) => Ok(()),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(io::Error::new(io::ErrorKind::WouldBlock, "locked by another writer"))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::new(io::ErrorKind::WouldBlock, LockHeld(None))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
     }
 }
@@ -193,10 +217,18 @@ impl FileSystem for StdFs {
             _ => Path::new("."),
         };
         let d = File::open(dir)?;
-        try_lock(&d)?;
         // The LOCK file's flock too, which writers of earlier versions take alone.
         let f = open_regular(OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600), path)?;
-        try_lock(&f)?;
+        if let Err(e) = try_lock(&d).and_then(|()| try_lock(&f)) {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                return Err(io::Error::new(io::ErrorKind::WouldBlock, LockHeld(lock_holder(&f))));
+            }
+            return Err(e);
+        }
+        // Who holds it, for the error of the next opener (not synced: after a crash the
+        // lock is free and the id is not read).
+        f.set_len(0)?;
+        FileExt::write_all_at(&f, format!("{}\n", std::process::id()).as_bytes(), 0)?;
         Ok(Box::new(FileLock(d, f)))
     }
 }

@@ -29,7 +29,7 @@ use crate::format::{
     INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
-use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, StdFs};
+use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, LockHeld, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
 use crate::record::{self, Header};
 use crate::scan::{scan, Damage, Scan};
@@ -504,7 +504,8 @@ impl Log {
             }
             Some(fs.lock(&dir.join(LOCK_FILE)).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::WouldBlock {
-                    CoreError::Locked { path: dir.clone() }
+                    let holder = e.get_ref().and_then(|r| r.downcast_ref::<LockHeld>()).and_then(|h| h.0);
+                    CoreError::Locked { path: dir.clone(), holder }
                 } else {
                     CoreError::io(dir.join(LOCK_FILE), e)
                 }
