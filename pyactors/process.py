@@ -35,6 +35,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import heapq
 import itertools
 import logging
@@ -297,6 +298,30 @@ def _mkdir_private(path: str) -> None:
         os.mkdir(path, 0o700)
 
 
+_PR_SET_PDEATHSIG = 1
+"""prctl(2) option: the signal a process gets when the thread that forked it ends."""
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """The ``preexec_fn`` that ties a worker's life to the supervisor's.
+
+    It runs in the forked child before ``exec``: it asks the kernel (``PR_SET_PDEATHSIG``,
+    kept across ``exec``) for a SIGKILL when the thread that forked it ends, which is the
+    supervisor's `run` thread (every spawn happens there), and kills itself if the
+    supervisor is gone already (the parent changed). Everything it calls is resolved here,
+    before the fork: the child only makes system calls.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    getppid, kill, getpid, sigkill = os.getppid, os.kill, os.getpid, int(signal.SIGKILL)
+
+    def tie() -> None:
+        prctl(_PR_SET_PDEATHSIG, sigkill)
+        if getppid() != parent:
+            kill(getpid(), sigkill)
+
+    return tie
+
+
 def _signal_group(life: _Life, sig: int) -> None:
     """Send `sig` to the worker's process group (its own session), if the leader is still there."""
     if life.proc.returncode is not None:
@@ -310,7 +335,9 @@ class ProcessSupervisor:
 
     Each worker is spawned in its own session (process group) with
     ``PYACTORS_STORE``, ``PYACTORS_WORKER`` and ``PYACTORS_HEARTBEAT`` in its
-    environment. Restart policy, per worker:
+    environment, and never outlives the supervisor: the kernel SIGKILLs it when the
+    supervisor dies, SIGKILL included (Linux ``PR_SET_PDEATHSIG``; a process the
+    worker starts itself is the worker's to stop). Restart policy, per worker:
 
     - exit status 0: the worker is done and is not restarted;
     - non-zero exit, death by a signal, or hung (stale heartbeat, then
@@ -407,6 +434,7 @@ class ProcessSupervisor:
         self.handle_signals = handle_signals
 
         self._lock = threading.Lock()
+        self._tie = _die_with(os.getpid())
         self._events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, _TimerKind, _Worker | None, _Life | None]] = []
         self._timer_seq = itertools.count()
@@ -706,7 +734,9 @@ class ProcessSupervisor:
             env[ENV_SUBMISSION] = worker.submission
         spawned_at = time.monotonic()
         try:
-            proc = subprocess.Popen(list(spec.argv), env=env, cwd=spec.cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                list(spec.argv), env=env, cwd=spec.cwd, start_new_session=True, preexec_fn=self._tie
+            )
         except OSError as exc:
             worker.last_reason = f"cannot start: {exc}"
             logger.error("worker %r failed: %s", spec.name, worker.last_reason)

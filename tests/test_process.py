@@ -324,6 +324,22 @@ def test_cli_sigterm_stops_workers_and_exits_0(tmp_path: Path) -> None:
     assert _pid_gone(worker_pid)
 
 
+def test_a_sigkilled_supervisor_leaves_no_worker_running(tmp_path: Path) -> None:
+    log, store = tmp_path / "log", tmp_path / "store"
+    ticking = shlex.join([sys.executable, str(WORKER), "tick", "--until", "1000000", "--interval", "0.01"])
+    sleeping = shlex.join([sys.executable, str(WORKER), "sleep"])
+    env = {**os.environ, "PYACTORS_TEST_LOG": str(log)}
+    argv = [sys.executable, "-m", "pyactors", "supervise", str(store), "-w", f"a={ticking}", "-w", f"b={sleeping}"]
+    with subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) as proc:
+        pids = {int(_wait_for(lambda: _lines(log, kind), f"the {kind} worker")[0][1]) for kind in ("tick", "sleep")}
+        proc.kill()
+        assert proc.wait(timeout=15) == -signal.SIGKILL
+    # The kernel kills each worker with its supervisor: none keeps running, none keeps the store locked.
+    _wait_for(lambda: all(_pid_gone(pid) for pid in pids), "the workers to die with their supervisor")
+    with SegmentStore(store) as s:
+        assert s.last_seq("a") > 0
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
