@@ -734,8 +734,14 @@ class ProcessSupervisor:
             env[ENV_SUBMISSION] = worker.submission
         spawned_at = time.monotonic()
         try:
+            # preexec_fn is unsafe beside threads when it takes a lock another thread may
+            # hold; `_tie` takes none: it makes system calls resolved before the fork.
             proc = subprocess.Popen(
-                list(spec.argv), env=env, cwd=spec.cwd, start_new_session=True, preexec_fn=self._tie
+                list(spec.argv),
+                env=env,
+                cwd=spec.cwd,
+                start_new_session=True,
+                preexec_fn=self._tie,  # noqa: PLW1509
             )
         except OSError as exc:
             worker.last_reason = f"cannot start: {exc}"

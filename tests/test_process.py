@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -331,7 +332,7 @@ def test_a_sigkilled_supervisor_leaves_no_worker_running(tmp_path: Path) -> None
     env = {**os.environ, "PYACTORS_TEST_LOG": str(log)}
     argv = [sys.executable, "-m", "pyactors", "supervise", str(store), "-w", f"a={ticking}", "-w", f"b={sleeping}"]
     with subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True) as proc:
-        pids = {int(_wait_for(lambda: _lines(log, kind), f"the {kind} worker")[0][1]) for kind in ("tick", "sleep")}
+        pids = {int(line[1]) for kind in ("tick", "sleep") for line in _wait_for(partial(_lines, log, kind), kind)[:1]}
         proc.kill()
         assert proc.wait(timeout=15) == -signal.SIGKILL
     # The kernel kills each worker with its supervisor: none keeps running, none keeps the store locked.
