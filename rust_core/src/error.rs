@@ -57,6 +57,13 @@ pub enum CoreError {
     /// A caller passed something out of range; nothing was written.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Memory for a record (its stored frame or its payload) could not be had: the
+    /// operating system refused the allocation (an address-space limit, say).
+    #[error("out of memory: {bytes} bytes for a record could not be allocated")]
+    OutOfMemory {
+        /// The size of the allocation refused.
+        bytes: usize,
+    },
     /// The log was used after `close()`.
     #[error("the store is closed")]
     Closed,

@@ -4,6 +4,10 @@
 //! compiled only with the `python` feature (maturin turns it on), so plain
 //! `cargo test` needs no Python. The on-disk format is described in `docs/FORMAT.md`
 //! and in `// Format:` comments next to the code that writes it.
+//!
+//! No panic may be reachable from Python arguments or file bytes: beside the crate's
+//! `unwrap_used`/`expect_used` lints, the library denies `panic!` outside tests.
+#![cfg_attr(not(test), deny(clippy::panic))]
 
 pub mod auth;
 mod cache;

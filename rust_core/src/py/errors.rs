@@ -1,5 +1,6 @@
 //! The one mapping from `CoreError` to the Python classes of `pyactors.errors`.
 
+use pyo3::exceptions::PyMemoryError;
 use pyo3::PyErr;
 
 use crate::error::CoreError;
@@ -33,6 +34,7 @@ impl From<CoreError> for PyErr {
                 FormatVersionError::new_err((path.display().to_string(), found, supported))
             }
             CoreError::InvalidArgument(msg) => InvalidArgumentError::new_err(msg),
+            CoreError::OutOfMemory { .. } => PyMemoryError::new_err(text),
             CoreError::Closed => StoreClosedError::new_err(text),
         }
     }
