@@ -57,6 +57,9 @@ pub enum CoreError {
     /// A caller passed something out of range; nothing was written.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The log was used after `close()`.
+    #[error("the store is closed")]
+    Closed,
     /// Memory for a record (its stored frame or its payload) could not be had: the
     /// operating system refused the allocation (an address-space limit, say).
     #[error("out of memory: {bytes} bytes for a record could not be allocated")]
@@ -64,9 +67,6 @@ pub enum CoreError {
         /// The size of the allocation refused.
         bytes: usize,
     },
-    /// The log was used after `close()`.
-    #[error("the store is closed")]
-    Closed,
 }
 
 /// The core's result type.

@@ -34,8 +34,8 @@ impl From<CoreError> for PyErr {
                 FormatVersionError::new_err((path.display().to_string(), found, supported))
             }
             CoreError::InvalidArgument(msg) => InvalidArgumentError::new_err(msg),
-            CoreError::OutOfMemory { .. } => PyMemoryError::new_err(text),
             CoreError::Closed => StoreClosedError::new_err(text),
+            CoreError::OutOfMemory { .. } => PyMemoryError::new_err(text),
         }
     }
 }
