@@ -70,7 +70,7 @@ where
 /// The range text of an unsigned 64-bit argument.
 const U64: &str = "an integer from 0 to 2**64 - 1";
 /// The range text of `group_commit_ms`.
-const GROUP_COMMIT_MS: &str = "a number of milliseconds above 0 and below 2**64 seconds";
+const GROUP_COMMIT_MS: &str = "a number of milliseconds from a nanosecond (1e-6) to below 2**64 seconds";
 
 /// `fn $f(value) -> PyResult<$t>`: `arg` for a parameter with a default (PyO3's
 /// `from_py_with` takes a function's path).
@@ -195,12 +195,10 @@ impl PySegmentLog {
         #[pyo3(from_py_with = cache_bytes_arg)] cache_bytes: usize,
         _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        // NaN, infinities, 0, negatives and more than a `Duration` holds (which would
-        // panic in `Duration::from_secs_f64`) are refused alike.
-        let group_commit = Some(group_commit_ms / 1000.0)
-            .filter(|&s| s > 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| {
+        // NaN, infinities, negatives, less than a nanosecond (a busy flusher) and more
+        // than a `Duration` holds (a panic in `Duration::from_secs_f64`) are refused alike.
+        let group_commit =
+            Duration::try_from_secs_f64(group_commit_ms / 1000.0).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
                 CoreError::InvalidArgument(format!("group_commit_ms must be {GROUP_COMMIT_MS}, got {group_commit_ms}"))
             })?;
         let opts = Options {
