@@ -362,7 +362,7 @@ class SegmentStore:
         """
         batch = []
         for item in records:
-            if len(item) not in (2, 3):  # noqa: PLR2004
+            if len(item) not in (2, 3):
                 msg = f"each record must be (stream, payload) or (stream, payload, kind), got {len(item)} items"
                 raise InvalidArgumentError(msg)
             batch.append((item[0], item[2] if len(item) == 3 else Kind.MESSAGE, item[1]))  # noqa: PLR2004

@@ -768,7 +768,9 @@ impl Log {
     ) -> Result<CompactReport> {
         self.inner.check_writable("compact")?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
-            return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
+            return Err(CoreError::InvalidArgument(format!(
+                "min_dead_ratio must be a number from 0 to 1, got {min_dead_ratio}"
+            )));
         }
         self.inner.compact(min_dead_ratio, progress)
     }
