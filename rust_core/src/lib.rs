@@ -6,8 +6,9 @@
 //! and in `// Format:` comments next to the code that writes it.
 //!
 //! No panic may be reachable from Python arguments or file bytes: beside the crate's
-//! `unwrap_used`/`expect_used` lints, the library denies `panic!` outside tests.
-#![cfg_attr(not(test), deny(clippy::panic))]
+//! `unwrap_used`/`expect_used` lints, the library denies the panicking macros outside
+//! tests (and `codec` denies indexing and unchecked arithmetic on file bytes).
+#![cfg_attr(not(test), deny(clippy::panic, clippy::unreachable, clippy::todo, clippy::unimplemented))]
 
 pub mod auth;
 mod cache;
