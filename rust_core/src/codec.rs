@@ -150,4 +150,35 @@ mod tests {
         let err = decompress(&s.bytes, s.flags, u32::MAX as usize).expect_err("refused");
         assert!(matches!(&err, DecompressError::Invalid(why) if why.contains("header says")), "{err:?}");
     }
+
+    #[test]
+    fn a_frame_followed_by_more_output_than_raw_len_is_refused_not_grown_into() {
+        let raw = vec![7u8; 1000];
+        let (a, b) = (compress(&raw, 3, 64), compress(&raw, 3, 64));
+        let two = [a.bytes.as_slice(), b.bytes.as_slice()].concat();
+        let err = decompress(&two, FLAG_ZSTD, raw.len()).expect_err("a second frame is damage");
+        assert!(matches!(err, DecompressError::Invalid(_)), "{err:?}");
+    }
+
+    #[test]
+    fn a_head_is_the_prefix_of_the_payload_decompressed_alone() {
+        let raw: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        let s = compress(&raw, 3, 64);
+        assert_eq!(s.flags, FLAG_ZSTD);
+        assert_eq!(decompress_head(&s.bytes, s.flags, raw.len(), 8).as_deref(), Ok(&raw[..8]));
+        assert_eq!(decompress_head(&s.bytes, s.flags, raw.len(), 1 << 20).as_deref(), Ok(raw.as_slice()));
+        assert_eq!(decompress_head(b"abc", 0, 3, 2).as_deref(), Ok(&b"ab"[..]));
+        assert_eq!(decompress_head(b"abc", 0, 3, 9).as_deref(), Ok(&b"abc"[..]));
+        // The frame's own size must agree with raw_len here too, and a frame cut short
+        // before the head is damage.
+        assert!(matches!(decompress_head(&s.bytes, s.flags, 7, 8), Err(DecompressError::Invalid(_))));
+        let cut = s.bytes.get(..20).expect("20 bytes");
+        assert!(matches!(decompress_head(cut, s.flags, raw.len(), 40_000), Err(DecompressError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_buffer_that_cannot_be_had_is_out_of_memory_not_an_abort() {
+        assert_eq!(buffer(usize::MAX), Err(DecompressError::OutOfMemory(usize::MAX)));
+        assert!(matches!(decompress(&[1, 2, 3], 0, 3), Ok(v) if v == [1, 2, 3]));
+    }
 }
