@@ -604,9 +604,10 @@ def recover(store: SegmentStore) -> list[RecoveredActor]:
     """
     found = []
     for stream in store.streams():
-        snap = store.latest(stream, Kind.SNAPSHOT)
+        # Only the watermark is decompressed, and the backlog is counted from the index.
+        snap = store.latest(stream, Kind.SNAPSHOT, head=_WATERMARK.size)
         watermark = _snapshot_watermark(snap.payload) if snap is not None else 0
-        backlog = sum(1 for _ in store.read(stream, after_seq=watermark, kinds=_JOURNAL_KINDS))
+        backlog = store.count(stream, after_seq=watermark, kinds=_JOURNAL_KINDS)
         if snap is None and backlog == 0:
             continue
         found.append(

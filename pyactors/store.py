@@ -382,17 +382,33 @@ class SegmentStore:
         SIGKILL, or a power loss) cuts the write: every record but the last says
         more of its batch follow, and open drops a batch cut short whole.
         `compress` applies to every record of the batch (see `append`).
+
+        Raises:
+            InvalidArgumentError: An item that is not such a tuple, or a bad stream id
+                or kind (nothing written).
         """
-        batch = [(item[0], item[2] if len(item) > 2 else Kind.MESSAGE, item[1]) for item in records]  # noqa: PLR2004
+        batch = []
+        for item in records:
+            if len(item) not in (2, 3):
+                msg = f"each record must be (stream, payload) or (stream, payload, kind), got {len(item)} items"
+                raise InvalidArgumentError(msg)
+            batch.append((item[0], item[2] if len(item) == 3 else Kind.MESSAGE, item[1]))  # noqa: PLR2004
         return self._log.append_many(batch, compress=compress)
 
-    def latest(self, stream: str, kind: int = Kind.SNAPSHOT) -> Record | None:
+    def latest(self, stream: str, kind: int = Kind.SNAPSHOT, *, head: int | None = None) -> Record | None:
         """Return the newest live record of `kind` in `stream`, or None.
 
         Reads only that record (found through the index), or takes it from memory
         when an earlier call asked for it (see ``cache_bytes``).
+
+        Args:
+            stream: The stream id.
+            kind: The record kind.
+            head: Return only the first `head` bytes of the payload (all of a shorter
+                one), and decompress only those: a header of a payload of any size
+                (a snapshot's watermark) costs `head` bytes of memory.
         """
-        raw = self._log.latest(stream, kind)
+        raw = self._log.latest(stream, kind, head)
         return None if raw is None else _record(raw)
 
     def latest_many(self, streams: Sequence[str], kind: int = Kind.SNAPSHOT) -> dict[str, Record | None]:
@@ -417,11 +433,8 @@ class SegmentStore:
         Records are read lazily, in chunks of adjacent ones, from their positions in the index.
 
         Raises:
-            InvalidArgumentError: A negative `limit`.
+            InvalidArgumentError: A negative `after_seq` or `limit`, or a bad kind.
         """
-        if limit is not None and limit < 0:
-            msg = f"limit must be at least 0, got {limit}"
-            raise InvalidArgumentError(msg)
         it = self._log.read(stream, after_seq, None if kinds is None else list(kinds), limit)
         return (_record(raw) for raw in it)
 
@@ -440,6 +453,10 @@ class SegmentStore:
             kinds: Only records of these kinds (default: every kind).
         """
         return self._log.read_payloads(stream, after_seq, None if kinds is None else list(kinds))
+
+    def count(self, stream: str, after_seq: int = 0, kinds: Iterable[int] | None = None) -> int:
+        """Return how many records `read` would yield, from the index alone (no record is read)."""
+        return self._log.count(stream, after_seq, None if kinds is None else list(kinds))
 
     def streams(self) -> list[str]:
         """Return the ids of every stream not deleted, sorted."""

@@ -81,6 +81,13 @@ pub enum CoreError {
     /// The log was used after `close()`.
     #[error("the store is closed")]
     Closed,
+    /// Memory for a record (its stored frame or its payload) could not be had: the
+    /// operating system refused the allocation (an address-space limit, say).
+    #[error("out of memory: {bytes} bytes for a record could not be allocated")]
+    OutOfMemory {
+        /// The size of the allocation refused.
+        bytes: usize,
+    },
 }
 
 /// The core's result type.

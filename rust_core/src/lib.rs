@@ -4,6 +4,11 @@
 //! compiled only with the `python` feature (maturin turns it on), so plain
 //! `cargo test` needs no Python. The on-disk format is described in `docs/FORMAT.md`
 //! and in `// Format:` comments next to the code that writes it.
+//!
+//! No panic may be reachable from Python arguments or file bytes: beside the crate's
+//! `unwrap_used`/`expect_used` lints, the library denies the panicking macros outside
+//! tests (and `codec` denies indexing and unchecked arithmetic on file bytes).
+#![cfg_attr(not(test), deny(clippy::panic, clippy::unreachable, clippy::todo, clippy::unimplemented))]
 
 pub mod auth;
 mod cache;

@@ -107,6 +107,11 @@ pub struct Options {
     pub cache_bytes: usize,
 }
 
+/// The values `Options::segment_bytes` takes, as error messages name them.
+pub const SEGMENT_BYTES: &str = "an integer from 4096 to 2**64 - 1";
+/// The values `Options::compression_level` takes, as error messages name them.
+pub const COMPRESSION_LEVELS: &str = "an integer from 1 to 22";
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -487,10 +492,16 @@ impl Log {
         let started = Instant::now();
         let dir = dir.as_ref().to_owned();
         if opts.segment_bytes < 4096 {
-            return Err(CoreError::InvalidArgument("segment_bytes must be at least 4096".into()));
+            return Err(CoreError::InvalidArgument(format!(
+                "segment_bytes must be {SEGMENT_BYTES}, got {}",
+                opts.segment_bytes
+            )));
         }
         if !(1..=22).contains(&opts.compression_level) {
-            return Err(CoreError::InvalidArgument("compression_level must be 1 to 22".into()));
+            return Err(CoreError::InvalidArgument(format!(
+                "compression_level must be {COMPRESSION_LEVELS}, got {}",
+                opts.compression_level
+            )));
         }
         let guard = if opts.read_only {
             None
@@ -656,17 +667,33 @@ impl Log {
     /// The newest live record of `kind` in `stream`, shared with the latest-record cache
     /// (no copy of its payload is made to keep it there).
     pub fn latest(&self, stream: &str, kind: u8) -> Result<Option<Arc<Record>>> {
-        self.inner.check_open()?;
-        let found = {
-            let idx = read(&self.inner.index);
-            idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()?
-        };
+        let found = self.latest_loc(stream, kind)?;
         if let Some(hit) = found.as_ref().and_then(|at| lock(&self.inner.cache).get(stream, kind, at.loc.entry.seq)) {
             return Ok(Some(hit));
         }
-        let record = found.map(|at| self.inner.read_loc(stream, &at)).transpose()?.map(Arc::new);
+        let record = found.map(|at| self.inner.read_loc(stream, &at, None)).transpose()?.map(Arc::new);
         lock(&self.inner.cache).asked(stream, kind, record.as_ref());
         Ok(record)
+    }
+
+    /// `latest` with only the first `n` bytes of its payload (all of a shorter one), of
+    /// which only those are decompressed: a header (a snapshot's watermark) of a payload
+    /// of any size costs `n` bytes of memory. Answered from the latest-record cache when
+    /// it holds the record, never added to it.
+    pub fn latest_head(&self, stream: &str, kind: u8, n: usize) -> Result<Option<Record>> {
+        let found = self.latest_loc(stream, kind)?;
+        if let Some(hit) = found.as_ref().and_then(|at| lock(&self.inner.cache).get(stream, kind, at.loc.entry.seq)) {
+            let payload = hit.payload.get(..n).unwrap_or(&hit.payload).to_vec();
+            return Ok(Some(Record { stream: hit.stream.clone(), payload, ..*hit }));
+        }
+        found.map(|at| self.inner.read_loc(stream, &at, Some(n))).transpose()
+    }
+
+    /// Where the newest live record of `kind` in `stream` is.
+    fn latest_loc(&self, stream: &str, kind: u8) -> Result<Option<Located>> {
+        self.inner.check_open()?;
+        let idx = read(&self.inner.index);
+        idx.streams.get(stream).and_then(|s| s.latest_of(kind)).map(|loc| self.inner.locate(loc)).transpose()
     }
 
     /// `latest` if its answer is a record in the latest-record cache, found without I/O
@@ -702,7 +729,7 @@ impl Log {
         let mut out: Vec<Option<Record>> = vec![None; streams.len()];
         if threads < 2 || work.len() < 2 || bytes < 256 * 1024 {
             for (i, at) in &work {
-                out[*i] = Some(self.inner.read_loc(&streams[*i], at)?);
+                out[*i] = Some(self.inner.read_loc(&streams[*i], at, None)?);
             }
             return Ok(out);
         }
@@ -712,7 +739,7 @@ impl Log {
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
-                        part.iter().map(|(i, at)| Ok((*i, self.inner.read_loc(&streams[*i], at)?))).collect()
+                        part.iter().map(|(i, at)| Ok((*i, self.inner.read_loc(&streams[*i], at, None)?))).collect()
                     })
                 })
                 .collect();
@@ -743,13 +770,13 @@ impl Log {
         if let Err(e) = self.inner.check_open() {
             return (Vec::new(), Some(e));
         }
-        self.inner.read_locs(stream, ats)
+        self.inner.read_locs(stream, ats, None)
     }
 
     /// Read the live records of `stream` after `after_seq`, in seq order.
     pub fn read(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Record>> {
         let ats = self.locate(stream, after_seq, kinds)?;
-        match self.inner.read_locs(stream, &ats) {
+        match self.inner.read_locs(stream, &ats, None) {
             (records, None) => Ok(records),
             (_, Some(e)) => Err(e),
         }
@@ -827,7 +854,9 @@ impl Log {
     ) -> Result<CompactReport> {
         self.inner.check_writable("compact")?;
         if !(0.0..=1.0).contains(&min_dead_ratio) {
-            return Err(CoreError::InvalidArgument("min_dead_ratio must be between 0 and 1".into()));
+            return Err(CoreError::InvalidArgument(format!(
+                "min_dead_ratio must be a number from 0 to 1, got {min_dead_ratio}"
+            )));
         }
         self.inner.compact(min_dead_ratio, progress)
     }
@@ -1274,8 +1303,8 @@ impl Inner {
         Ok(Located { loc, handle: self.handle(loc.seg)? })
     }
 
-    fn read_loc(&self, stream: &str, at: &Located) -> Result<Record> {
-        let (mut records, error) = self.read_locs(stream, std::slice::from_ref(at));
+    fn read_loc(&self, stream: &str, at: &Located, head: Option<usize>) -> Result<Record> {
+        let (mut records, error) = self.read_locs(stream, std::slice::from_ref(at), head);
         match (error, records.pop()) {
             (Some(e), _) => Err(e),
             (None, Some(r)) => Ok(r),
@@ -1285,8 +1314,9 @@ impl Inner {
 
     /// Read the records at `ats`, in order, with one `pread` per run of records that lie
     /// next to each other in one segment (a journal usually does). Returns the records
-    /// read before the first error, and that error.
-    fn read_locs(&self, stream: &str, ats: &[Located]) -> (Vec<Record>, Option<CoreError>) {
+    /// read before the first error, and that error. With a `head` of `n`, only the first
+    /// `n` bytes of each payload (see `decode_record`).
+    fn read_locs(&self, stream: &str, ats: &[Located], head: Option<usize>) -> (Vec<Record>, Option<CoreError>) {
         let mut out = Vec::with_capacity(ats.len());
         let mut i = 0;
         while i < ats.len() {
@@ -1303,7 +1333,10 @@ impl Inner {
                 j += 1;
             }
             let path = self.seg_path(first.loc.seg);
-            let mut buf = vec![0u8; (end - start) as usize];
+            let mut buf = match zeroed((end - start) as usize) {
+                Ok(buf) => buf,
+                Err(e) => return (out, Some(e)),
+            };
             if let Err(e) = first.handle.read_exact_at(&mut buf, start) {
                 let err = if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     CoreError::corrupt(&path, start, "segment ends inside an indexed record")
@@ -1315,7 +1348,7 @@ impl Inner {
             for at in &ats[i..j] {
                 let from = (at.loc.entry.pos - start) as usize;
                 let frame = &buf[from..from + at.loc.entry.len as usize];
-                match decode_record(&path, stream, at.loc, frame, self.opts.auth_key.as_ref()) {
+                match decode_record(&path, stream, at.loc, frame, self.opts.auth_key.as_ref(), head) {
                     Ok(r) => out.push(r),
                     Err(e) => return (out, Some(e)),
                 }
@@ -1638,8 +1671,23 @@ impl Inner {
     }
 }
 
-/// Decode the frame of the record at `loc` (of `stream`) and decompress its payload.
-fn decode_record(path: &Path, stream: &str, loc: Loc, frame: &[u8], key: Option<&AuthKey>) -> Result<Record> {
+/// `len` zero bytes to read a run of records into, or `OutOfMemory`.
+fn zeroed(len: usize) -> Result<Vec<u8>> {
+    let mut buf = codec::buffer(len).map_err(|_| CoreError::OutOfMemory { bytes: len })?;
+    buf.resize(len, 0);
+    Ok(buf)
+}
+
+/// Decode the frame of the record at `loc` (of `stream`) and decompress its payload, or
+/// with a `head` of `n` only its first `n` bytes.
+fn decode_record(
+    path: &Path,
+    stream: &str,
+    loc: Loc,
+    frame: &[u8],
+    key: Option<&AuthKey>,
+    head: Option<usize>,
+) -> Result<Record> {
     let f = record::decode(frame, key).map_err(|e| match e {
         record::DecodeError::Truncated { .. } => CoreError::corrupt(path, loc.entry.pos, "record cut short"),
         record::DecodeError::Invalid(r) => CoreError::corrupt(path, loc.entry.pos, r),
@@ -1648,8 +1696,15 @@ fn decode_record(path: &Path, stream: &str, loc: Loc, frame: &[u8], key: Option<
     if f.stream != stream || f.header.seq != loc.entry.seq || f.header.kind != loc.entry.kind {
         return Err(CoreError::corrupt(path, loc.entry.pos, "index points at a different record"));
     }
-    let payload = codec::decompress(f.payload, f.header.flags, f.header.raw_len as usize)
-        .map_err(|why| CoreError::corrupt(path, loc.entry.pos, why))?;
+    let raw_len = f.header.raw_len as usize;
+    let payload = match head {
+        None => codec::decompress(f.payload, f.header.flags, raw_len),
+        Some(n) => codec::decompress_head(f.payload, f.header.flags, raw_len, n),
+    }
+    .map_err(|e| match e {
+        codec::DecompressError::Invalid(why) => CoreError::corrupt(path, loc.entry.pos, why),
+        codec::DecompressError::OutOfMemory(bytes) => CoreError::OutOfMemory { bytes },
+    })?;
     Ok(Record {
         stream: stream.to_owned(),
         kind: f.header.kind,

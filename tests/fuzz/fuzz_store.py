@@ -7,7 +7,10 @@ The input packs the files of a store directory in the format of the Rust target
 that makes the Rust target fix checksums is ignored here.) `check` opens the directory
 with `SegmentStore`, strict and then tolerant, reads everything, verifies, compacts and
 appends; the only exceptions allowed out are the documented ones of `pyactors.errors`.
-Anything else, or a broken property, is a crash.
+`check_arguments` then opens a store with option values drawn from the input and calls
+every method with arguments drawn from it (huge, negative, NaN...): only
+`InvalidArgumentError` may come out, and nothing is written. Anything else, or a broken
+property, is a crash.
 
 Run by ``make fuzz`` (``python tests/fuzz/fuzz_store.py CORPUS_DIR -max_total_time=N``);
 ``tests/fuzz/test_fuzz_regressions.py`` replays every input under
@@ -17,12 +20,14 @@ Run by ``make fuzz`` (``python tests/fuzz/fuzz_store.py CORPUS_DIR -max_total_ti
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import struct
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 if __name__ == "__main__":  # `make fuzz`: coverage feedback from the pyactors modules
     import atheris
@@ -30,10 +35,17 @@ if __name__ == "__main__":  # `make fuzz`: coverage feedback from the pyactors m
     with atheris.instrument_imports(include=["pyactors"]):
         import pyactors  # noqa: F401
 
-from pyactors import CorruptSegmentError, FormatVersionError, Kind, MsgpackSerializer, SegmentStore
+from pyactors import (
+    CorruptSegmentError,
+    FormatVersionError,
+    InvalidArgumentError,
+    Kind,
+    MsgpackSerializer,
+    SegmentStore,
+)
 from pyactors.errors import SerializationError
 
-__all__ = ["check", "main", "unpack"]
+__all__ = ["check", "check_arguments", "main", "unpack"]
 
 _FILE = struct.Struct("<BQH")
 _MAX_FILES = 8
@@ -91,6 +103,66 @@ def check(data: bytes) -> None:
             shutil.rmtree(root, ignore_errors=True)
 
 
+_INTS = (-(2**70), -(2**63), -1, 0, 1, 2, 3, 22, 23, 127, 255, 256, 4096, 2**31, 2**63, 2**64 - 1, 2**64, 2**70)
+_NUMBERS = (*_INTS, -0.0, 0.5, 1.0, 1e-300, 1e300, math.nan, math.inf, -math.inf)
+
+
+def check_arguments(data: bytes) -> None:
+    """Open a store with options drawn from `data`, then call every method with int and
+    float arguments drawn from it: nothing but `InvalidArgumentError` comes out, and a
+    call that raised wrote nothing."""
+    at = iter(data)
+
+    def pick(values: tuple[float, ...]) -> Any:
+        return values[next(at, 0) % len(values)]
+
+    def num() -> Any:
+        return pick(_NUMBERS)
+
+    def whole() -> Any:
+        return pick(_INTS)
+
+    options = {
+        "durability": ("process", "group", "sync")[next(at, 0) % 3],
+        "group_commit_ms": num(),
+        "segment_bytes": whole(),
+        "compression_level": whole(),
+        "compress_min_bytes": whole(),
+        "cache_bytes": whole(),
+    }
+    root = _scratch()
+    try:
+        try:
+            store = SegmentStore(Path(root) / "store", **options)
+        except InvalidArgumentError:
+            store = SegmentStore(Path(root) / "store")
+        with store:
+            store.append(_PROBE, b"kept", Kind.SNAPSHOT)
+            calls = [
+                lambda: store.append(_PROBE, b"x", whole()),
+                lambda: store.append_many([(_PROBE, b"x"), (_PROBE, b"y", whole())]),
+                lambda: store.latest(_PROBE, whole(), head=whole()),
+                lambda: store.latest_many([_PROBE], whole()),
+                lambda: list(store.read(_PROBE, whole(), [whole()], whole())),
+                lambda: store.read_payloads(_PROBE, whole(), [whole()]),
+                lambda: store.count(_PROBE, whole(), [whole()]),
+                lambda: store.prune(_PROBE, whole(), whole()),
+                lambda: store.compact(num()),
+            ]
+            for call in calls:
+                before = (store.stats()["appended"], _size(store.path))
+                try:
+                    call()
+                except InvalidArgumentError:
+                    assert (store.stats()["appended"], _size(store.path)) == before, "a refused call wrote"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _size(path: str) -> int:
+    return sum(entry.stat().st_size for entry in os.scandir(path))
+
+
 def _use(store: SegmentStore) -> None:
     report = store.open_report
     assert report.segments >= 1
@@ -140,10 +212,14 @@ def _use(store: SegmentStore) -> None:
 
 
 def main() -> None:
-    """Run atheris over `check` with libFuzzer's command-line arguments."""
+    """Run atheris over `check` and `check_arguments` with libFuzzer's command-line arguments."""
     import atheris
 
-    atheris.Setup(sys.argv, check)
+    def both(data: bytes) -> None:
+        check(data)
+        check_arguments(data)
+
+    atheris.Setup(sys.argv, both)
     atheris.Fuzz()
 
 

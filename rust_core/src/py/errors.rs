@@ -1,5 +1,6 @@
 //! The one mapping from `CoreError` to the Python classes of `pyactors.errors`.
 
+use pyo3::exceptions::PyMemoryError;
 use pyo3::PyErr;
 
 use crate::error::CoreError;
@@ -36,6 +37,7 @@ impl From<CoreError> for PyErr {
             }
             CoreError::InvalidArgument(msg) => InvalidArgumentError::new_err(msg),
             CoreError::Closed => StoreClosedError::new_err(text),
+            CoreError::OutOfMemory { .. } => PyMemoryError::new_err(text),
         }
     }
 }

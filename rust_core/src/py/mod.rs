@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyDict, PyList};
@@ -30,14 +31,63 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 use crate::auth::AuthKey;
 use crate::error::CoreError;
 use crate::fs::{FileSystem, StdFs};
-use crate::log::{Durability, Located, Log, NewRecord, Options, Record, RecoveryMode, TryAppend};
+use crate::log::{
+    Durability, Located, Log, NewRecord, Options, Record, RecoveryMode, TryAppend, COMPRESSION_LEVELS, SEGMENT_BYTES,
+};
 use crate::scan::Damage;
 
 type RawRecord<'py> = (String, u8, u64, i64, Bound<'py, PyBytes>);
 
-fn to_py<'py>(py: Python<'py>, r: &Record) -> RawRecord<'py> {
-    (r.stream.clone(), r.kind, r.seq, r.timestamp_us, PyBytes::new(py, &r.payload))
+fn to_py<'py>(py: Python<'py>, r: &Record) -> PyResult<RawRecord<'py>> {
+    Ok((r.stream.clone(), r.kind, r.seq, r.timestamp_us, bytes(py, &r.payload)?))
 }
+
+/// A copy of `b` as `bytes`; `MemoryError` (not a panic) when Python cannot allocate it.
+fn bytes<'py>(py: Python<'py>, b: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, b.len(), |out| {
+        out.copy_from_slice(b);
+        Ok(())
+    })
+}
+
+/// A numeric argument converted as PyO3 converts it, but a value the Rust type cannot
+/// hold (PyO3's `OverflowError`: too large, or negative for an unsigned type) is
+/// `InvalidArgumentError` naming the argument and `range`, the values it takes.
+fn arg<'py, T>(value: &Bound<'py, PyAny>, name: &str, range: &str) -> PyResult<T>
+where
+    T: for<'a> FromPyObject<'a, 'py>,
+{
+    value.extract::<T>().map_err(|e| {
+        let e: PyErr = e.into();
+        if e.is_instance_of::<PyOverflowError>(value.py()) {
+            CoreError::InvalidArgument(format!("{name} must be {range}, got {value}")).into()
+        } else {
+            e
+        }
+    })
+}
+
+/// The range text of an unsigned 64-bit argument.
+const U64: &str = "an integer from 0 to 2**64 - 1";
+/// The range text of `group_commit_ms`.
+const GROUP_COMMIT_MS: &str = "a number of milliseconds from a nanosecond (1e-6) to below 2**64 seconds";
+
+/// `fn $f(value) -> PyResult<$t>`: `arg` for a parameter with a default (PyO3's
+/// `from_py_with` takes a function's path).
+macro_rules! arg_fn {
+    ($f:ident, $t:ty, $name:literal, $range:expr) => {
+        fn $f(value: &Bound<'_, PyAny>) -> PyResult<$t> {
+            arg(value, $name, $range)
+        }
+    };
+}
+arg_fn!(group_commit_ms_arg, f64, "group_commit_ms", GROUP_COMMIT_MS);
+arg_fn!(segment_bytes_arg, u64, "segment_bytes", SEGMENT_BYTES);
+arg_fn!(compression_level_arg, i32, "compression_level", COMPRESSION_LEVELS);
+arg_fn!(compress_min_bytes_arg, usize, "compress_min_bytes", U64);
+arg_fn!(cache_bytes_arg, usize, "cache_bytes", U64);
+arg_fn!(after_seq_arg, u64, "after_seq", U64);
+arg_fn!(min_dead_ratio_arg, f64, "min_dead_ratio", "a number from 0 to 1");
 
 fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
     let items: Vec<(String, u64, u64, String, bool)> =
@@ -46,8 +96,13 @@ fn damages(py: Python<'_>, list: &[Damage]) -> PyResult<Py<PyList>> {
 }
 
 /// Checked conversion of a Python int to a record kind.
-fn kind(k: i64) -> PyResult<u8> {
-    u8::try_from(k).map_err(|_| CoreError::InvalidArgument(format!("record kind must be 1 to 255, got {k}")).into())
+fn kind(k: &Bound<'_, PyAny>) -> PyResult<u8> {
+    arg(k, "record kind", "1 to 255")
+}
+
+/// Checked conversion of an optional list of record kinds.
+fn kinds(ks: Option<Vec<Bound<'_, PyAny>>>) -> PyResult<Option<Vec<u8>>> {
+    ks.map(|ks| ks.iter().map(kind).collect()).transpose()
 }
 
 /// Calls a Python `progress(done, total)` from a long operation running without the
@@ -132,22 +187,25 @@ impl PySegmentLog {
         py: Python<'_>,
         path: String,
         durability: &str,
-        group_commit_ms: f64,
-        segment_bytes: u64,
-        compression_level: i32,
-        compress_min_bytes: usize,
+        #[pyo3(from_py_with = group_commit_ms_arg)] group_commit_ms: f64,
+        #[pyo3(from_py_with = segment_bytes_arg)] segment_bytes: u64,
+        #[pyo3(from_py_with = compression_level_arg)] compression_level: i32,
+        #[pyo3(from_py_with = compress_min_bytes_arg)] compress_min_bytes: usize,
         tolerant: bool,
         read_only: bool,
         auth_key: Option<PyBackedBytes>,
-        cache_bytes: usize,
+        #[pyo3(from_py_with = cache_bytes_arg)] cache_bytes: usize,
         _fault: Option<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        if !(group_commit_ms.is_finite() && group_commit_ms > 0.0) {
-            return Err(CoreError::InvalidArgument("group_commit_ms must be a positive number".into()).into());
-        }
+        // NaN, infinities, negatives, less than a nanosecond (a busy flusher) and more
+        // than a `Duration` holds (a panic in `Duration::from_secs_f64`) are refused alike.
+        let group_commit =
+            Duration::try_from_secs_f64(group_commit_ms / 1000.0).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                CoreError::InvalidArgument(format!("group_commit_ms must be {GROUP_COMMIT_MS}, got {group_commit_ms}"))
+            })?;
         let opts = Options {
             durability: Durability::parse(durability)?,
-            group_commit: Duration::from_secs_f64(group_commit_ms / 1000.0),
+            group_commit,
             segment_bytes,
             compression_level,
             compress_min_bytes,
@@ -196,11 +254,11 @@ impl PySegmentLog {
         &self,
         py: Python<'_>,
         stream: &str,
-        kind: i64,
+        kind: Bound<'_, PyAny>,
         payload: PyBackedBytes,
         compress: bool,
     ) -> PyResult<(u64, i64)> {
-        let batch = [NewRecord { stream, kind: self::kind(kind)?, payload: &payload, compress }];
+        let batch = [NewRecord { stream, kind: self::kind(&kind)?, payload: &payload, compress }];
         let out = self.append_batch(py, &batch)?;
         Ok(out.first().copied().ok_or_else(|| CoreError::InvalidArgument("nothing appended".into()))?)
     }
@@ -209,10 +267,10 @@ impl PySegmentLog {
     fn append_many(
         &self,
         py: Python<'_>,
-        records: Vec<(String, i64, PyBackedBytes)>,
+        records: Vec<(String, Bound<'_, PyAny>, PyBackedBytes)>,
         compress: bool,
     ) -> PyResult<Vec<u64>> {
-        let kinds = records.iter().map(|r| kind(r.1)).collect::<PyResult<Vec<u8>>>()?;
+        let kinds = records.iter().map(|r| kind(&r.1)).collect::<PyResult<Vec<u8>>>()?;
         let batch: Vec<NewRecord<'_>> = records
             .iter()
             .zip(&kinds)
@@ -222,25 +280,37 @@ impl PySegmentLog {
         Ok(out.into_iter().map(|(seq, _)| seq).collect())
     }
 
-    fn latest<'py>(&self, py: Python<'py>, stream: &str, kind: i64) -> PyResult<Option<RawRecord<'py>>> {
-        let kind = self::kind(kind)?;
+    #[pyo3(signature = (stream, kind, head=None))]
+    fn latest<'py>(
+        &self,
+        py: Python<'py>,
+        stream: &str,
+        kind: Bound<'py, PyAny>,
+        head: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Option<RawRecord<'py>>> {
+        let kind = self::kind(&kind)?;
+        if let Some(head) = head {
+            let n = arg(&head, "head", U64)?;
+            let r = py.detach(|| self.log.latest_head(stream, kind, n))?;
+            return r.map(|r| to_py(py, &r)).transpose();
+        }
         // From the latest-record cache: a copy, no I/O, so the GIL is kept (see above).
         if let Some(r) = self.log.latest_in_memory(stream, kind) {
-            return Ok(Some(to_py(py, &r)));
+            return to_py(py, &r).map(Some);
         }
         let r = py.detach(|| self.log.latest(stream, kind))?;
-        Ok(r.map(|r| to_py(py, &r)))
+        r.map(|r| to_py(py, &r)).transpose()
     }
 
     fn latest_many<'py>(
         &self,
         py: Python<'py>,
         streams: Vec<String>,
-        kind: i64,
+        kind: Bound<'py, PyAny>,
     ) -> PyResult<Vec<Option<RawRecord<'py>>>> {
-        let kind = self::kind(kind)?;
+        let kind = self::kind(&kind)?;
         let out = py.detach(|| self.log.latest_many(&streams, kind))?;
-        Ok(out.iter().map(|r| r.as_ref().map(|r| to_py(py, r))).collect())
+        out.iter().map(|r| r.as_ref().map(|r| to_py(py, r)).transpose()).collect()
     }
 
     #[pyo3(signature = (stream, after_seq=0, kinds=None, limit=None))]
@@ -248,11 +318,12 @@ impl PySegmentLog {
         &self,
         py: Python<'_>,
         stream: String,
-        after_seq: u64,
-        kinds: Option<Vec<i64>>,
-        limit: Option<usize>,
+        #[pyo3(from_py_with = after_seq_arg)] after_seq: u64,
+        kinds: Option<Vec<Bound<'_, PyAny>>>,
+        limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<PyRecordIter> {
-        let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
+        let kinds = self::kinds(kinds)?;
+        let limit = limit.map(|l| arg(&l, "limit", U64)).transpose()?;
         let mut locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
         // Only the first `limit` records are ever read (no read-ahead past them).
         locs.truncate(limit.unwrap_or(usize::MAX));
@@ -264,12 +335,25 @@ impl PySegmentLog {
         &self,
         py: Python<'py>,
         stream: &str,
-        after_seq: u64,
-        kinds: Option<Vec<i64>>,
+        #[pyo3(from_py_with = after_seq_arg)] after_seq: u64,
+        kinds: Option<Vec<Bound<'py, PyAny>>>,
     ) -> PyResult<Vec<(u64, u8, Bound<'py, PyBytes>)>> {
-        let kinds = kinds.map(|ks| ks.into_iter().map(kind).collect::<PyResult<Vec<u8>>>()).transpose()?;
+        let kinds = self::kinds(kinds)?;
         let records = py.detach(|| self.log.read(stream, after_seq, kinds.as_deref()))?;
-        Ok(records.into_iter().map(|r| (r.seq, r.kind, PyBytes::new(py, &r.payload))).collect())
+        records.into_iter().map(|r| Ok((r.seq, r.kind, bytes(py, &r.payload)?))).collect()
+    }
+
+    /// How many records `read` would yield, from the index alone (no record is read).
+    #[pyo3(signature = (stream, after_seq=0, kinds=None))]
+    fn count(
+        &self,
+        py: Python<'_>,
+        stream: &str,
+        #[pyo3(from_py_with = after_seq_arg)] after_seq: u64,
+        kinds: Option<Vec<Bound<'_, PyAny>>>,
+    ) -> PyResult<usize> {
+        let kinds = self::kinds(kinds)?;
+        Ok(py.detach(|| self.log.locate(stream, after_seq, kinds.as_deref()))?.len())
     }
 
     fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -280,8 +364,14 @@ impl PySegmentLog {
         Ok(py.detach(|| self.log.last_seq(stream))?)
     }
 
-    fn prune(&self, py: Python<'_>, stream: &str, kind: i64, keep_last: u64) -> PyResult<u64> {
-        let kind = self::kind(kind)?;
+    fn prune(
+        &self,
+        py: Python<'_>,
+        stream: &str,
+        kind: Bound<'_, PyAny>,
+        keep_last: Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let (kind, keep_last) = (self::kind(&kind)?, arg(&keep_last, "keep_last", U64)?);
         Ok(py.detach(|| self.log.prune(stream, kind, keep_last))?)
     }
 
@@ -293,7 +383,7 @@ impl PySegmentLog {
     fn compact<'py>(
         &self,
         py: Python<'py>,
-        min_dead_ratio: f64,
+        #[pyo3(from_py_with = min_dead_ratio_arg)] min_dead_ratio: f64,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
         let mut reporter = Progress::new(progress);
@@ -392,7 +482,7 @@ impl PyRecordIter {
                 }
             }
         }
-        Ok(pending.1.pop_front().map(|r| to_py(py, &r)))
+        pending.1.pop_front().map(|r| to_py(py, &r)).transpose()
     }
 }
 
