@@ -1,6 +1,6 @@
 """A LangGraph checkpointer on the segment store: `SegmentSaver`.
 
-Needs the ``langgraph`` extra (``pip install pyactors[langgraph]``); ``import pyactors``
+Needs the ``langgraph`` extra (``pip install pyactors-durable[langgraph]``); ``import pyactors``
 never imports LangGraph, only ``import pyactors.langgraph`` does.
 
 Each LangGraph thread is one stream of the store, ``lg/<thread_id>``, holding three
@@ -42,18 +42,23 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-import ormsgpack
-from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
-    BaseCheckpointSaver,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-    get_checkpoint_id,
-    get_checkpoint_metadata,
-    writes_sort_key,
-)
+try:
+    import ormsgpack
+    from langgraph.checkpoint.base import (
+        WRITES_IDX_MAP,
+        BaseCheckpointSaver,
+        ChannelVersions,
+        Checkpoint,
+        CheckpointMetadata,
+        CheckpointTuple,
+        get_checkpoint_id,
+        get_checkpoint_metadata,
+        writes_sort_key,
+    )
+except ModuleNotFoundError as exc:
+    _missing = (exc.name or "").partition(".")[0]
+    _msg = f"pyactors.langgraph needs {_missing}, of the langgraph extra: pip install 'pyactors-durable[langgraph]'"
+    raise ModuleNotFoundError(_msg, name=_missing) from exc
 
 from pyactors.errors import CheckpointCorruptError, InvalidArgumentError
 from pyactors.store import Durability, Kind, SegmentStore

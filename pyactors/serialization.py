@@ -76,7 +76,7 @@ class MsgpackSerializer:
     back as lists) and dicts of these; anything else raises
     `SerializationError` instead of being pickled. Decoding never runs code, so
     this is the serializer for stores that may hold untrusted bytes. Needs the
-    ``msgpack`` package (``pip install pyactors[msgpack]``).
+    ``msgpack`` package (``pip install pyactors-durable[msgpack]``).
     """
 
     name = "msgpack"
@@ -86,7 +86,7 @@ class MsgpackSerializer:
         try:
             import msgpack  # type: ignore[import-untyped]
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            msg = "MsgpackSerializer needs msgpack: pip install 'pyactors[msgpack]'"
+            msg = "MsgpackSerializer needs msgpack: pip install 'pyactors-durable[msgpack]'"
             raise ImportError(msg) from exc
         self._msgpack = msgpack
 

@@ -44,7 +44,7 @@ def test_quick_run_writes_results_json_report_and_plots(tmp_path: Path) -> None:
     assert doc["quick"] is True
     assert doc["problems"] == []
     assert doc["skipped"] == []  # `make test` installs the bench extra: every baseline runs
-    assert doc["versions"]["pyactors"] and doc["versions"]["langgraph"]
+    assert doc["versions"]["pyactors-durable"] and doc["versions"]["langgraph"]
     assert {f["area"] for f in doc["figures"]} == {"store", "actors", "recovery", "workflow", "langgraph"}
     for f in doc["figures"]:
         assert all(k in f for k in _STATS), f

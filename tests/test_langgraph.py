@@ -27,6 +27,19 @@ def test_import_pyactors_does_not_import_langgraph() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.parametrize("missing", ["ormsgpack", "langgraph"])
+def test_a_missing_dependency_of_the_langgraph_extra_names_the_extra(missing: str) -> None:
+    # None in sys.modules makes the import fail as if the package were not installed.
+    code = f"import sys; sys.modules[{missing!r}] = None\nimport pyactors.langgraph"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"ModuleNotFoundError: pyactors.langgraph needs {missing}, of the langgraph extra: "
+        "pip install 'pyactors-durable[langgraph]'"
+    ), done.stderr
+
+
 def test_conformance_suite_passes_every_capability(tmp_path: Path) -> None:
     opened: list[SegmentSaver] = []
 

@@ -19,7 +19,7 @@ every area it was to run was skipped), or, with ``--check``, if a target was mis
 2 if ``--only`` names no area or section of the suite.
 
 The baselines, the plots and the progress bar need the ``bench`` extra
-(``pip install 'pyactors[bench]'``); an area whose baseline package is missing is
+(``pip install 'pyactors-durable[bench]'``); an area whose baseline package is missing is
 reported as skipped, with the reason. ``import pyactors`` never imports this package.
 """
 
@@ -168,7 +168,8 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
             # above all) missing or broken fails the run instead of reading as skipped.
             if exc.name is None or exc.name.partition(".")[0] == "pyactors":
                 raise
-            skip(f"every {area} comparison", f"{exc.name} is not installed (pip install 'pyactors[bench]')")
+            install = "pip install 'pyactors-durable[bench]'"
+            skip(f"every {area} comparison", f"{exc.name} is not installed ({install})")
             continue
         cfg = module.config(quick)
         sections[area] = list(module.SECTIONS)

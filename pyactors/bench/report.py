@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 """The version of the ``results.json`` layout."""
 
 _DISTRIBUTIONS = (
-    "pyactors",
+    "pyactors-durable",
     "pykka",
     "zstandard",
     "langgraph",
