@@ -22,8 +22,8 @@ Sections:
   written before the next superstep, as pyactors does). Method: the time spent
   inside the checkpointer's write calls during one run, divided by the 10
   supersteps. The calls are wrapped on the instance: pyactors
-  ``Checkpointer._write_checkpoint`` (the checkpoint record: serialise, append,
-  index; 11 per run: input + 10 supersteps) + ``_write_node_writes`` (a node's
+  ``Checkpointer.write_checkpoint`` (the checkpoint record: serialise, append,
+  index; 11 per run: input + 10 supersteps) + ``write_node_writes`` (a node's
   writes, recorded as it finishes while others of its superstep still run: none in
   this linear graph, whose superstep checkpoints hold them); LangGraph ``saver.put`` (12 per
   run) + ``saver.put_writes`` (11 per run). Each run uses a new thread, deleted
@@ -34,7 +34,7 @@ Sections:
   reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before spawning; the child
   reads it at its first line, after its imports, after opening the checkpointer, after
   building and compiling the graph, when the thread's checkpoints are loaded (wrapping
-  pyactors ``Checkpointer._load`` / LangGraph ``saver.get_tuple``), when the first
+  pyactors ``Checkpointer.load_head`` / LangGraph ``saver.get_tuple``), when the first
   node function starts, and when the run returns. Each child gets its own copy of the
   same killed thread's files. Children run with bytecode caching on
   (``PYTHONPYCACHEPREFIX`` in the temporary directory, ``PYTHONDONTWRITEBYTECODE``
@@ -78,9 +78,10 @@ from langgraph.graph import END as LG_END
 from langgraph.graph import START as LG_START
 from langgraph.graph import StateGraph
 
-from pyactors import Durability, FileCheckpointer, MemoryCheckpointer, Workflow
+from pyactors import Durability, FileCheckpointer, Kind, MemoryCheckpointer, Snapshot, Workflow
 from pyactors.bench._harness import Times, child_env, compare, figure, percentile, problem, summary, target, verdict
 from pyactors.bench.store import semi_compressible
+from pyactors.workflow import CheckpointRecord, Head
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -236,7 +237,7 @@ class Arm:
 
 def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer, fns: Sequence[NodeFn] = NODE_FNS) -> Arm:
     app = pyactors_workflow(fns).compile(checkpointer=ck)
-    meter = Meter(ck, ("_write_checkpoint", "_write_node_writes"))
+    meter = Meter(ck, ("write_checkpoint", "write_node_writes"))
     split: dict[str, list[int]] = {"input checkpoint": [], "superstep checkpoint": [], "node writes": []}
 
     def run(thread: str, inp: dict[str, Any]) -> tuple[int, int, int, dict[str, Any]]:
@@ -246,7 +247,7 @@ def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer, fns: Sequ
         elapsed = time.perf_counter_ns() - t0
         first = True
         for method, ns in meter.calls:
-            if method == "_write_node_writes":
+            if method == "write_node_writes":
                 split["node writes"].append(ns)
             else:
                 split["input checkpoint" if first else "superstep checkpoint"].append(ns)
@@ -263,12 +264,43 @@ class NullCheckpointer(MemoryCheckpointer):
     LangGraph runs without a checkpointer.
     """
 
-    def _write_checkpoint(self, log: Any, rec: dict[str, Any]) -> str:
-        log.add_checkpoint(rec)
-        cid: str = rec["id"]
-        return cid
+    def write_checkpoint(self, thread_id: str, parent: Head | None, **checkpoint: Any) -> Head:
+        values = checkpoint["values"]
+        rec = CheckpointRecord(
+            id="null",
+            parent=None,
+            step=checkpoint["step"],
+            values={},
+            appended={},
+            completed=[],
+            nodes={},
+            next=list(checkpoint["next"]),
+            waiting=list(checkpoint.get("waiting") or []),
+            pending={},
+            error=None,
+            meta={},
+        )
+        state = {**parent.state, **values} if parent is not None else dict(values)
+        return Head(
+            thread_id=thread_id,
+            record=rec,
+            state=state,
+            completed=[],
+            node_states={},
+            writes={},
+            node_writes={},
+            is_latest=True,
+            chain=(),
+            writes_payloads=(),
+            chain_bytes=0,
+            newest_seq=0,
+            newest_base=None,
+        )
 
-    def _write_node_writes(self, *args: Any) -> None:
+    def snapshot(self, head: Head) -> Snapshot:
+        return Snapshot(head.thread_id, "null", None, head.record.step, head.state, (), (), {}, None, {}, {})
+
+    def write_node_writes(self, *args: Any) -> None:
         pass
 
     def delete_thread(self, thread_id: str) -> int:
@@ -585,14 +617,14 @@ wf.set_entry_point("n0")
 wf.set_finish_point(f"n{NODES - 1}")
 app = wf.compile(checkpointer=ck)
 _marks["compiled"] = _now()
-_load = ck._load
+_load_head = ck.load_head
 
-def _timed_load(thread_id):
-    log = _load(thread_id)
+def _timed_load_head(thread_id, checkpoint_id=None):
+    head = _load_head(thread_id, checkpoint_id)
     _marks.setdefault("restored", _now())
-    return log
+    return head
 
-ck._load = _timed_load
+ck.load_head = _timed_load_head
 final = app.resume(sys.argv[2])
 _marks["done"] = _now()
 _marks["own_recovery_ms"] = app.last_recovery_ms
@@ -943,14 +975,14 @@ def big_pyactors(d: str, r: int, inp: dict[str, Any], rows: dict[str, dict[str, 
     with FileCheckpointer(path) as ck:
         marks: dict[str, tuple[int, int, int]] = {}
         appended: list[int] = []
-        append = ck._append
+        append = ck.store.append
 
-        def counted_append(thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
-            append(thread_id, kind, payload, whole=whole)
+        def counted_append(stream: str, payload: bytes, kind: int = Kind.MESSAGE, *, compress: bool = True) -> int:
             appended.append(len(payload))
+            return append(stream, payload, kind, compress=compress)
 
-        ck._append = counted_append  # type: ignore[method-assign]
-        meter = Meter(ck, ("_write_checkpoint", "_write_node_writes"))
+        ck.store.append = counted_append  # type: ignore[method-assign]
+        meter = Meter(ck, ("write_checkpoint", "write_node_writes"))
 
         def probe(node: str) -> None:
             marks[node] = (ck.store.stats()["bytes"], sum(appended), meter.total_ns)
