@@ -394,3 +394,18 @@ def test_a_store_written_before_issue_15_opens_reads_resumes_forks_and_prunes(tm
     with FileCheckpointer(path) as cp:  # read back from the files
         assert cp.latest("paused").state["done"] is True  # type: ignore[union-attr]
         assert _plain(cp.list("forked")) == old["forked"]
+
+
+def test_appends_rebuilt_in_place_leave_a_list_two_keys_shared_alone(tmp_path: Path) -> None:
+    shared = [9]
+    wf = Workflow("shared", reducers={"a": operator.add})
+    wf.add_node("grow", lambda s: {"a": [len(s["a"])], "n": s["n"] + 1})
+    wf.add_conditional_edges("grow", lambda s: "grow" if s["n"] < 5 else END)
+    wf.set_entry_point("grow")
+    with FileCheckpointer(tmp_path / "s") as cp:
+        app = wf.compile(checkpointer=cp)
+        app.invoke({"a": shared, "b": shared, "n": 0}, thread_id="t")  # one list under two keys, in the base
+        assert [s.state for s in app.get_history("t", limit=2)] == [
+            {"a": [9, 1, 2, 3, 4, 5], "b": [9], "n": 5},
+            {"a": [9, 1, 2, 3, 4], "b": [9], "n": 4},
+        ]

@@ -209,12 +209,21 @@ def _materialise(
     else:  # a legacy full checkpoint
         last = decode_checkpoint(thread_id, data, 0)
         state, completed, nodes = dict(last.values), list(last.completed), dict(last.nodes)
+    grown: dict[str, list[Any]] = {}
+    """Lists made here by an append, so extended in place by the next ones (a list decoded
+    from a record may be shared by two keys: that one is copied)."""
     for _, payload in deltas:
         last = decode_checkpoint(thread_id, _decode(thread_id, loads, payload), 0)
         state.update(last.values)
         for key, tail in last.appended.items():
             try:
-                state[key] = state[key] + tail
+                own = grown.get(key)
+                if own is not None and own is state[key] and type(tail) is list:
+                    own.extend(tail)
+                else:
+                    state[key] = state[key] + tail
+                    if type(state[key]) is list:
+                        grown[key] = state[key]
             except (KeyError, TypeError) as exc:
                 msg = f"appends to {key!r}, which its parent's state cannot take ({type(exc).__name__})"
                 raise CheckpointCorruptError(thread_id, last.id, msg) from None
