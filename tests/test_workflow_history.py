@@ -24,6 +24,7 @@ from pyactors import (
     InvalidArgumentError,
     Kind,
     MemoryCheckpointer,
+    ResumeConflictError,
     SegmentStore,
     Workflow,
 )
@@ -266,6 +267,31 @@ def test_prune_and_delete_count_exactly_and_keep_every_kept_checkpoint_whole(
             cp.delete_thread("t")
         with pytest.raises(CheckpointNotFoundError):
             cp.prune("t", keep_last=1)
+
+
+def test_prune_copies_the_kept_checkpoints_in_one_batch_and_waits_for_no_run(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    _thread_of(path, STEPS)
+    with SegmentStore(path) as store:
+        calls: Counter[str] = Counter()
+        append, append_many = store.append, store.append_many
+
+        def one(*args: Any, **kwargs: Any) -> int:
+            calls["append"] += 1
+            return append(*args, **kwargs)
+
+        def many(*args: Any, **kwargs: Any) -> list[int]:
+            calls["append_many"] += 1
+            return append_many(*args, **kwargs)
+
+        store.append, store.append_many = one, many  # type: ignore[method-assign]
+        cp = FileCheckpointer(store=store)
+        before = cp.list("t", limit=5)
+        with cp.claim("t"), pytest.raises(ResumeConflictError):
+            cp.prune("t", keep_last=5)
+        assert cp.prune("t", keep_last=5) == STEPS + 1 - 5
+        assert calls == {"append_many": 1}  # a crash leaves every copy or none: never an old one newest
+        assert cp.list("t") == before
 
 
 # -- damage --------------------------------------------------------------------------------

@@ -478,6 +478,10 @@ class Checkpointer:
         """Store a record and return its seq; `whole` says it holds a whole state (a base)."""
         raise NotImplementedError
 
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+        """Store (kind, payload) records all or none (uncompressed: they hold whole states)."""
+        raise NotImplementedError
+
     def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
         """(seq, payload) of the thread's newest record of `kind`."""
         raise NotImplementedError
@@ -853,8 +857,10 @@ class Checkpointer:
         """Delete all but the newest `keep_last` checkpoints of the thread.
 
         The kept ones are first copied, oldest first, each with its whole state (so
-        none needs a deleted record), then the originals deleted: reads `keep_last`
-        checkpoints, not the thread. The space comes back with the store's `compact()`.
+        none needs a deleted record), in one batch (a crash leaves all the copies or
+        none), then the originals deleted: reads `keep_last` checkpoints, not the thread.
+        The thread is claimed meanwhile, as by a run. The space comes back with the
+        store's `compact()`.
 
         Returns:
             How many checkpoints were deleted.
@@ -862,20 +868,27 @@ class Checkpointer:
         Raises:
             CheckpointNotFoundError: No such thread.
             InvalidArgumentError: `keep_last` is below 1.
+            ResumeConflictError: The thread is running.
         """
         if keep_last < 1:
             msg = "keep_last must be at least 1 (use delete_thread to delete everything)"
             raise InvalidArgumentError(msg)
+        with self.claim(thread_id):
+            return self._prune(thread_id, keep_last)
+
+    def _prune(self, thread_id: str, keep_last: int) -> int:
         reader = _Reader(self, thread_id)
         newest = list(itertools.islice(reader.history(), keep_last + 1))
         if not newest:
             raise reader.scan().damage or CheckpointNotFoundError(f"no workflow thread {thread_id!r}")
         if len(newest) <= keep_last:
             return 0
-        copy: Head | None = None
+        dumps = self.serializer.dumps
+        batch: builtins.list[tuple[int, bytes]] = []
+        seq = self._last_seq(thread_id)  # the claim and the store's writer lock: no one else appends
+        up: CheckpointRecord | None = None
         for rec in reversed(newest[:keep_last]):
             state, completed, nodes, _ = _materialise(thread_id, reader.loads, reader.chain(rec))
-            up = None if copy is None else copy.record
             twin = CheckpointRecord(
                 id=rec.id,
                 parent=rec.parent,
@@ -889,10 +902,14 @@ class Checkpointer:
                 pending=rec.pending,
                 error=rec.error,
                 meta=rec.meta,
+                base=seq + 1,
                 parent_seq=up.seq if up is not None and up.id == rec.parent else None,
                 prev=None if up is None else up.seq,
+                seq=seq + 2,
             )
-            copy = self._write(thread_id, copy, twin, state=state, completed=completed, nodes=nodes, rebase=True)
+            batch += [(_BASE, dumps(encode_base(rec.id, state, completed, nodes))), (_CP, dumps(twin.encode()))]
+            seq, up = seq + 2, twin
+        self._append_many(thread_id, batch)
         deleted = self._prune_kind(thread_id, _CP, keep_last) - keep_last  # the originals of the copies too
         self._prune_kind(thread_id, _BASE, keep_last)
         self._prune_kind(thread_id, _WRITES, 0)
@@ -979,6 +996,10 @@ class FileCheckpointer(Checkpointer):
     def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
         return self.store.append(_stream(thread_id), payload, kind, compress=not whole)
 
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+        stream = _stream(thread_id)
+        self.store.append_many([(stream, payload, kind) for kind, payload in records], compress=False)
+
     def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
         r = self.store.latest(_stream(thread_id), kind)
         return None if r is None else (r.seq, r.payload)
@@ -1026,9 +1047,18 @@ class MemoryCheckpointer(Checkpointer):
 
     def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
         with self._guard:
-            seq = self._seqs[thread_id] = self._seqs.get(thread_id, 0) + 1
-            self._data.setdefault(thread_id, []).append((seq, kind, payload))
-            return seq
+            return self._add(thread_id, kind, payload)
+
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+        with self._guard:
+            for kind, payload in records:
+                self._add(thread_id, kind, payload)
+
+    def _add(self, thread_id: str, kind: int, payload: bytes) -> int:
+        """Append one record under the guard; return its seq."""
+        seq = self._seqs[thread_id] = self._seqs.get(thread_id, 0) + 1
+        self._data.setdefault(thread_id, []).append((seq, kind, payload))
+        return seq
 
     def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
         with self._guard:
