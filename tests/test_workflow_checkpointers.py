@@ -645,12 +645,12 @@ def _noting(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return body
 
 
-def _checkpoint_frames(checkpoint_path: Path) -> list[Any]:
+def _checkpoint_frames(checkpoint_path: Path, kind: int = Kind.CHECKPOINT) -> list[Any]:
     return [
         f
         for seg in segment_files(checkpoint_path)
         for f in frames(seg.read_bytes())
-        if f.stream == "wf/t" and f.kind == Kind.CHECKPOINT
+        if f.stream == "wf/t" and f.kind == kind
     ]
 
 
@@ -670,26 +670,28 @@ def test_file_checkpointer_writes_whole_state_checkpoints_raw_and_compact_compre
 
     zstd = _core.FLAG_ZSTD
     written = _checkpoint_frames(checkpoint_path)
+    (base,) = _checkpoint_frames(checkpoint_path, Kind.SNAPSHOT)
     assert len(written) == 4  # the input, then one delta per superstep
-    assert written[0].flags & zstd == 0, "the input checkpoint (the whole state) is stored raw"
-    assert _BLOB in written[0].payload
+    assert base.flags & zstd == 0, "the input checkpoint's base (the whole state) is stored raw"
+    assert _BLOB in base.payload
     assert all(f.flags & zstd for f in written[1:]), "delta checkpoints are still compressed"
-    assert all(_BLOB not in f.payload for f in written[1:])
+    assert all(_BLOB not in f.payload for f in written)
     latest = app.get_state("t")
     before = dir_bytes(checkpoint_path)
 
     file_checkpointer.store.compact(min_dead_ratio=0.0)
 
     compacted = _checkpoint_frames(checkpoint_path)
+    (compacted_base,) = _checkpoint_frames(checkpoint_path, Kind.SNAPSHOT)
     assert [f.raw_len for f in compacted] == [f.raw_len for f in written]
-    assert all(f.flags & zstd for f in compacted), "compaction compressed the raw input checkpoint"
+    assert compacted_base.flags & zstd, "compaction compressed the raw base"
     assert dir_bytes(checkpoint_path) < before // 4
     assert app.get_state("t") == latest
     assert file_checkpointer.store.verify().ok
 
     # prune rewrites the kept checkpoint with its whole state: raw again.
     assert file_checkpointer.prune("t", keep_last=1) == 3
-    rewritten = _checkpoint_frames(checkpoint_path)[-1]
+    (rewritten,) = _checkpoint_frames(checkpoint_path, Kind.SNAPSHOT)[-1:]
     assert rewritten.flags & zstd == 0
     assert _BLOB in rewritten.payload
     assert app.get_state("t").state == latest.state

@@ -1,20 +1,27 @@
-"""Workflow recovery: interrupts at every position, complex state resumed (SIGKILLed runs: tests/crash/)."""
+"""Workflow recovery: interrupts at every position, complex state resumed, a long run SIGKILLed (more: tests/crash/)."""
 
 from __future__ import annotations
 
 import operator
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pykka
 import pytest
+from _util import wait_for
 from _workflows import DIAMOND_ORDER, DIAMOND_STEPS, SPANS, diamond, is_final
 
 from pyactors import END, FileCheckpointer, MemoryCheckpointer, PersistentActor, Workflow
+from pyactors.workflow import unfinished
+from pyactors.workflow._checkpoint import FULL_EVERY
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pyactors.workflow import CompiledWorkflow
 
     Checkpointer = FileCheckpointer | MemoryCheckpointer
@@ -211,3 +218,73 @@ def test_complex_state_resumption(checkpointer: Checkpointer, checkpoint_path: P
     # At the interrupt, the next superstep runs w2b and w4b; the join waits for w4c, so
     # it is not among the next nodes yet.
     assert set(snap.next_nodes) == {"w2b", "w4b"}
+
+
+# -- a long run SIGKILLed, resumed in another process -----------------------------------
+
+LONG_STEPS = 20 * FULL_EVERY
+PAD = "p" * 5000
+
+
+def long_loop(marks: Path) -> Workflow:
+    """One node run `LONG_STEPS` times (``log`` grows by one item a step); each run appends its ``n`` to `marks`."""
+    wf = Workflow("long", reducers={"log": operator.add})
+
+    def tick(state: dict[str, Any]) -> dict[str, Any]:
+        with marks.open("a") as f:
+            f.write(f"{state['n']}\n")
+        time.sleep(0.002)  # long enough a run for the kill to land in its middle
+        return {"n": state["n"] + 1, "log": [state["n"]]}
+
+    wf.add_node("tick", tick)
+    wf.add_conditional_edges(
+        "tick", lambda s: "again" if s["n"] < LONG_STEPS else "done", {"again": "tick", "done": END}
+    )
+    wf.set_entry_point("tick")
+    return wf
+
+
+_LONG_RUN = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from test_workflow_recovery import PAD, long_loop
+from pyactors import FileCheckpointer
+with FileCheckpointer(sys.argv[1]) as cp:
+    long_loop(Path(sys.argv[2])).compile(checkpointer=cp).invoke({"n": 0, "log": [], "pad": PAD}, thread_id="long")
+"""
+
+
+def _marks(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_crash_recovery(tmp_path: Path) -> None:
+    """A long thread SIGKILLed mid-run resumes in another process from its last checkpoint; one step at most reruns."""
+    store, marks = tmp_path / "store", tmp_path / "marks"
+    child = subprocess.Popen([sys.executable, "-c", _LONG_RUN, str(store), str(marks), str(Path(__file__).parent)])
+    try:
+        wait_for(lambda: len(_marks(marks)) >= 5 * FULL_EVERY + 7, timeout=60, what="the child's run")
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    killed_at = _marks(marks)
+    assert len(killed_at) < LONG_STEPS, "the run finished before the kill"
+
+    with FileCheckpointer(store) as cp:
+        assert unfinished(cp) == ["long"]
+        app = long_loop(marks).compile(checkpointer=cp)
+        snap = app.get_state("long")
+        n = snap.state["n"]
+        assert n in (killed_at[-1], killed_at[-1] + 1)  # the step in flight was checkpointed or not
+        assert snap.state == {"n": n, "log": list(range(n)), "pad": PAD}
+        assert snap.next_nodes == ("tick",)
+        assert [s.step for s in app.get_history("long", limit=5)] == list(range(n, n - 5, -1))
+
+        assert app.resume("long") == {"n": LONG_STEPS, "log": list(range(LONG_STEPS)), "pad": PAD}
+        assert unfinished(cp) == []
+    runs = Counter(_marks(marks))
+    assert sorted(runs) == list(range(LONG_STEPS))
+    assert {k: v for k, v in runs.items() if v > 1} in ({}, {n: 2})  # only an unrecorded step ran again

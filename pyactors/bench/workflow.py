@@ -22,8 +22,8 @@ Sections:
   written before the next superstep, as pyactors does). Method: the time spent
   inside the checkpointer's write calls during one run, divided by the 10
   supersteps. The calls are wrapped on the instance: pyactors
-  ``Checkpointer._write_checkpoint`` (the checkpoint record: serialise, append,
-  index; 11 per run: input + 10 supersteps) + ``_write_node_writes`` (a node's
+  ``Checkpointer.write_checkpoint`` (the checkpoint record: serialise, append,
+  index; 11 per run: input + 10 supersteps) + ``write_node_writes`` (a node's
   writes, recorded as it finishes while others of its superstep still run: none in
   this linear graph, whose superstep checkpoints hold them); LangGraph ``saver.put`` (12 per
   run) + ``saver.put_writes`` (11 per run). Each run uses a new thread, deleted
@@ -34,7 +34,7 @@ Sections:
   reads ``CLOCK_MONOTONIC`` (system-wide on Linux) just before spawning; the child
   reads it at its first line, after its imports, after opening the checkpointer, after
   building and compiling the graph, when the thread's checkpoints are loaded (wrapping
-  pyactors ``Checkpointer._load`` / LangGraph ``saver.get_tuple``), when the first
+  pyactors ``Checkpointer.load_head`` / LangGraph ``saver.get_tuple``), when the first
   node function starts, and when the run returns. Each child gets its own copy of the
   same killed thread's files. Children run with bytecode caching on
   (``PYTHONPYCACHEPREFIX`` in the temporary directory, ``PYTHONDONTWRITEBYTECODE``
@@ -44,6 +44,16 @@ Sections:
 * ``footprint``: bytes on disk per checkpoint after one run on fresh files, and the
   compression ratio (pickled state of every superstep / bytes on disk), for the
   ``checkpoint`` states and a growing one (each node appends 10 KiB to a list).
+* ``history``: recovery against the length of a thread's history. A one-node loop
+  (``{"n": n + 1, "log": [n]}``, ``log`` reduced by ``operator.add``, beside a 100 KB
+  string that never changes) is run for N supersteps (10 to 10,000) by a child that
+  SIGKILLs itself as the node starts superstep N + 1; each engine's thread is made once.
+  Fresh processes then open it: "open -> state restored" (pyactors ``get_state``,
+  LangGraph ``graph.get_state``; from after the imports, so opening and compiling count)
+  and the time of ``get_history(limit=10)`` / ``get_state_history(limit=10)`` read the
+  thread itself; "open -> next node running" (``resume`` / ``invoke(None)``, up to the
+  node's first line) resumes its own copy of it. Workflow + ``FileCheckpointer`` beside
+  LangGraph + ``SqliteSaver``.
 * ``bigstate``: a 10 MB state (an incompressible 10 MB blob plus small keys) in
   which one superstep changes one small key: bytes written to the store for that
   superstep (``FileCheckpointer``: ``store.stats()["bytes"]`` read at the start of
@@ -78,9 +88,10 @@ from langgraph.graph import END as LG_END
 from langgraph.graph import START as LG_START
 from langgraph.graph import StateGraph
 
-from pyactors import Durability, FileCheckpointer, MemoryCheckpointer, Workflow
+from pyactors import Durability, FileCheckpointer, Kind, MemoryCheckpointer, Snapshot, Workflow
 from pyactors.bench._harness import Times, child_env, compare, figure, percentile, problem, summary, target, verdict
 from pyactors.bench.store import semi_compressible
+from pyactors.workflow import CheckpointRecord, Head
 
 if TYPE_CHECKING:
     from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -174,6 +185,7 @@ class Config:
     changes: tuple[str, ...]
     recovery_sizes: tuple[str, ...]
     recovery_runs: int
+    history_steps: tuple[int, ...]
     footprint_runs: int
     big_runs: int
 
@@ -236,7 +248,7 @@ class Arm:
 
 def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer, fns: Sequence[NodeFn] = NODE_FNS) -> Arm:
     app = pyactors_workflow(fns).compile(checkpointer=ck)
-    meter = Meter(ck, ("_write_checkpoint", "_write_node_writes"))
+    meter = Meter(ck, ("write_checkpoint", "write_node_writes"))
     split: dict[str, list[int]] = {"input checkpoint": [], "superstep checkpoint": [], "node writes": []}
 
     def run(thread: str, inp: dict[str, Any]) -> tuple[int, int, int, dict[str, Any]]:
@@ -246,7 +258,7 @@ def pyactors_arm(name: str, ck: FileCheckpointer | MemoryCheckpointer, fns: Sequ
         elapsed = time.perf_counter_ns() - t0
         first = True
         for method, ns in meter.calls:
-            if method == "_write_node_writes":
+            if method == "write_node_writes":
                 split["node writes"].append(ns)
             else:
                 split["input checkpoint" if first else "superstep checkpoint"].append(ns)
@@ -263,12 +275,43 @@ class NullCheckpointer(MemoryCheckpointer):
     LangGraph runs without a checkpointer.
     """
 
-    def _write_checkpoint(self, log: Any, rec: dict[str, Any]) -> str:
-        log.add_checkpoint(rec)
-        cid: str = rec["id"]
-        return cid
+    def write_checkpoint(self, thread_id: str, parent: Head | None, **checkpoint: Any) -> Head:
+        values = checkpoint["values"]
+        rec = CheckpointRecord(
+            id="null",
+            parent=None,
+            step=checkpoint["step"],
+            values={},
+            appended={},
+            completed=[],
+            nodes={},
+            next=list(checkpoint["next"]),
+            waiting=list(checkpoint.get("waiting") or []),
+            pending={},
+            error=None,
+            meta={},
+        )
+        state = {**parent.state, **values} if parent is not None else dict(values)
+        return Head(
+            thread_id=thread_id,
+            record=rec,
+            state=state,
+            completed=[],
+            node_states={},
+            writes={},
+            node_writes={},
+            is_latest=True,
+            chain=(),
+            writes_payloads=(),
+            chain_bytes=0,
+            newest_seq=0,
+            newest_base=None,
+        )
 
-    def _write_node_writes(self, *args: Any) -> None:
+    def snapshot(self, head: Head) -> Snapshot:
+        return Snapshot(head.thread_id, "null", None, head.record.step, head.state, (), (), {}, None, {}, {})
+
+    def write_node_writes(self, *args: Any) -> None:
         pass
 
     def delete_thread(self, thread_id: str) -> int:
@@ -585,14 +628,14 @@ wf.set_entry_point("n0")
 wf.set_finish_point(f"n{NODES - 1}")
 app = wf.compile(checkpointer=ck)
 _marks["compiled"] = _now()
-_load = ck._load
+_load_head = ck.load_head
 
-def _timed_load(thread_id):
-    log = _load(thread_id)
+def _timed_load_head(thread_id, checkpoint_id=None):
+    head = _load_head(thread_id, checkpoint_id)
     _marks.setdefault("restored", _now())
-    return log
+    return head
 
-ck._load = _timed_load
+ck.load_head = _timed_load_head
 final = app.resume(sys.argv[2])
 _marks["done"] = _now()
 _marks["own_recovery_ms"] = app.last_recovery_ms
@@ -832,6 +875,16 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
                     higher_is_better=False,
                     **params,
                 )
+            if size >= SIZES["1MB"]:
+                pa_open, lg_open = pa["open"]["median"], lg["open"]["median"]
+                target(
+                    f"workflow_open_to_node_{size_name}",
+                    f"10-node workflow, {size_name} state: open -> next node running at or below "
+                    "LangGraph SqliteSaver's",
+                    f"{pa_open:.2f} ms (p99 {pa['open']['p99']:.2f}) vs {lg_open:.2f} ms "
+                    f"({pa_open / lg_open:.2f}x; {pa['open']['runs']} runs)",
+                    pa_open <= lg_open,
+                )
             if size == RECOVERY_SIZE:
                 to_node, open_node = pa["spawn"]["median"], pa["open"]["median"]
                 lg_node = lg["spawn"]["median"]
@@ -853,6 +906,240 @@ def one_recovery(cfg: Config, tmp: str, size_name: str, size: int) -> None:
                 )
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- history
+
+HISTORY_PAD = 100 * 1024
+HISTORY_PAGE = 10
+
+CHILD_HISTORY = """import time
+_now = lambda: time.clock_gettime_ns(time.CLOCK_MONOTONIC)  # noqa: E731
+_marks = {"first": _now()}
+import json
+import operator
+import os
+import signal
+import sys
+
+ENGINE, PATH, MODE, N, PAGE = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+if ENGINE == "pyactors":
+    from pyactors import END, FileCheckpointer, Workflow
+else:
+    import sqlite3
+    from typing import Annotated, TypedDict
+
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import END, START, StateGraph
+_marks["imported"] = _now()
+
+
+def tick(state):
+    if MODE == "build" and state["n"] == N:
+        os.kill(os.getpid(), signal.SIGKILL)  # the thread stops after N supersteps, tick next
+    _marks.setdefault("node", _now())
+    return {"n": state["n"] + 1, "log": [state["n"]]}
+
+
+def route(state):
+    return "tick" if state["n"] <= N else END  # a resume runs one superstep
+
+
+thread = "t"
+if ENGINE == "pyactors":
+    ck = FileCheckpointer(PATH)
+    close = ck.close
+    _marks["opened"] = _now()
+    wf = Workflow("history", reducers={"log": operator.add})
+    wf.add_node("tick", tick)
+    wf.add_conditional_edges("tick", route)
+    wf.set_entry_point("tick")
+    app = wf.compile(checkpointer=ck)
+    get_state = lambda: app.get_state(thread).state  # noqa: E731
+    page = lambda: [s.step for s in app.get_history(thread, limit=PAGE)]  # noqa: E731
+    resume = lambda: app.resume(thread)  # noqa: E731
+    build = lambda inp: app.invoke(inp, thread_id=thread)  # noqa: E731
+else:
+    conn = sqlite3.connect(PATH, check_same_thread=False)
+    close = conn.close
+    saver = SqliteSaver(conn)
+    _marks["opened"] = _now()
+    State = TypedDict("State", {"n": int, "log": Annotated[list, operator.add], "pad": str})
+    g = StateGraph(State)
+    g.add_node("tick", tick)
+    g.add_edge(START, "tick")
+    g.add_conditional_edges("tick", route)
+    graph = g.compile(checkpointer=saver)
+    cfg = {"configurable": {"thread_id": thread}, "recursion_limit": N + 100}
+    get_state = lambda: graph.get_state(cfg).values  # noqa: E731
+    page = lambda: [s.metadata["step"] for s in graph.get_state_history(cfg, limit=PAGE)]  # noqa: E731
+    resume = lambda: graph.invoke(None, cfg, durability="sync")  # noqa: E731
+    build = lambda inp: graph.invoke(inp, cfg, durability="sync")  # noqa: E731
+_marks["compiled"] = _now()
+if MODE == "build":
+    build({"n": 0, "log": [], "pad": sys.stdin.read()})
+    sys.exit("not killed")
+if MODE == "state":
+    state = get_state()
+    _marks["restored"] = _now()
+    t0 = _now()
+    steps = page()
+    _marks["page_ns"] = _now() - t0
+    ok = state["n"] == N and state["log"] == list(range(N)) and len(state["pad"]) == int(sys.argv[6])
+    ok = ok and len(steps) == PAGE and steps == sorted(steps, reverse=True) and steps[0] >= N
+else:
+    final = resume()
+    ok = final["n"] == N + 1 and final["log"] == list(range(N + 1))
+close()
+print(json.dumps({**_marks, "ok": ok}), flush=True)
+"""
+"""A child of the history section: ``ENGINE PATH build|state|resume N PAGE PAD_LEN`` (the pad on stdin to build)."""
+
+HISTORY_ENGINES = (("pyactors", "pyactors Workflow + FileCheckpointer"), ("langgraph", "LangGraph SqliteSaver"))
+HistoryStats = dict[str, dict[str, dict[str, Any]]]
+"""Engine -> measure (open_state, open_node, page) -> `summary`."""
+
+
+def bench_history(cfg: Config, tmp: str) -> None:
+    print("\n== history: fresh processes open a thread of N supersteps (100 KB value, a list +1 item a step) ==")
+    d = tempfile.mkdtemp(prefix="history-", dir=tmp)
+    script = os.path.join(d, "child_history.py")
+    with open(script, "w") as f:
+        f.write(CHILD_HISTORY)
+    pad = random.Random(15).randbytes(HISTORY_PAD // 2).hex()
+    results: dict[int, HistoryStats] = {}
+    try:
+        print(
+            f"{'N':>6} {'engine':<38} {'runs':>4} | {'open->state':>11} {'p99':>7} | {'open->node':>10} {'p99':>7} "
+            f"| {'history(10)':>11} {'p99':>7} | {'MB on disk':>10}"
+        )
+        for n in cfg.history_steps:
+            results[n] = one_history(cfg, d, script, child_env(tmp), n, pad)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    if len(results) < 2 or any(len(r) < len(HISTORY_ENGINES) for r in results.values()):
+        return
+    first, last = min(results), max(results)
+    short, long = results[first]["pyactors"], results[last]["pyactors"]
+    grow = long["open_node"]["median"] / short["open_node"]["median"]
+    target(
+        "workflow_history_flat",
+        f"Workflow + FileCheckpointer: open -> next node running at {last:,} supersteps <= 1.5x the figure at {first}",
+        f"{long['open_node']['median']:.2f} ms vs {short['open_node']['median']:.2f} ms ({grow:.2f}x)",
+        grow <= 1.5,
+    )
+    ratios = {
+        k: r["pyactors"]["open_state"]["median"] / r["langgraph"]["open_state"]["median"] for k, r in results.items()
+    }
+    target(
+        "workflow_history_vs_sqlite",
+        "Workflow + FileCheckpointer: open -> state restored at or below LangGraph SqliteSaver's at every N",
+        ", ".join(f"N={k:,} {v:.2f}x" for k, v in ratios.items()),
+        max(ratios.values()) <= 1.0,
+    )
+    page = long["page"]["median"] / short["page"]["median"]
+    target(
+        "workflow_history_page",
+        f"get_history(limit={HISTORY_PAGE}) at {last:,} supersteps within 2x of its cost at {first}",
+        f"{long['page']['median']:.2f} ms vs {short['page']['median']:.2f} ms ({page:.2f}x)",
+        page <= 2.0,
+    )
+
+
+def _remove(path: str) -> None:
+    """Remove a store directory or an SQLite file with its journal files."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    for p in (path, path + "-wal", path + "-shm"):
+        if os.path.isfile(p):
+            os.remove(p)
+
+
+def one_history(cfg: Config, d: str, script: str, env: dict[str, str], n: int, pad: str) -> HistoryStats:
+    """One N: build each engine's thread, then time fresh processes on it."""
+    templates = {"pyactors": os.path.join(d, f"pyactors-{n}"), "langgraph": os.path.join(d, f"lg-{n}.sqlite")}
+    tail = [str(HISTORY_PAGE), str(len(pad))]
+    for engine, path in templates.items():
+        proc = subprocess.run(
+            [sys.executable, script, engine, path, "build", str(n), *tail],
+            input=pad,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        if proc.returncode != -signal.SIGKILL:
+            problem(
+                f"history: the {engine} child building {n} supersteps exited {proc.returncode}: {proc.stderr[-600:]}"
+            )
+            return {}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {e: {"state": [], "resume": []} for e, _ in HISTORY_ENGINES}
+
+    def child(engine: str, mode: str, timed: bool) -> None:
+        path = templates[engine]
+        if mode == "resume":  # a resume writes: it gets its own copy
+            path = os.path.join(d, "resumed" + os.path.splitext(path)[1])
+            if engine == "pyactors":
+                shutil.copytree(templates[engine], path)
+            else:
+                for ext in ("", "-wal", "-shm"):  # a killed writer leaves its commits in the WAL
+                    if os.path.exists(templates[engine] + ext):
+                        shutil.copyfile(templates[engine] + ext, path + ext)
+        argv = [sys.executable, script, engine, path, mode, str(n), *tail]
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=d, check=False)
+        if mode == "resume":
+            _remove(path)
+        if proc.returncode != 0:
+            problem(f"history {engine} {mode} at {n}: child exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+            return
+        marks = json.loads(proc.stdout.strip().splitlines()[-1])
+        if not marks["ok"]:
+            problem(f"history {engine} {mode} at {n}: wrong state or history")
+        if timed:
+            samples[engine][mode].append(marks)
+
+    # Untimed: the first opening settles what the killed writer left, as a first resume
+    # would (later copies start from there); the warm-ups fill the bytecode and page caches.
+    for _ in range(max(1, cfg.warmups)):
+        for engine, _ in HISTORY_ENGINES:
+            child(engine, "state", timed=False)
+            child(engine, "resume", timed=False)
+    for r in range(cfg.recovery_runs):
+        for engine, _ in HISTORY_ENGINES[:: 1 if r % 2 == 0 else -1]:
+            gc.collect()
+            child(engine, "state", timed=True)
+            child(engine, "resume", timed=True)
+
+    out: HistoryStats = {}
+    for engine, label in HISTORY_ENGINES:
+        st, rs = samples[engine]["state"], samples[engine]["resume"]
+        if not st or not rs:
+            continue
+        out[engine] = {
+            "open_state": summary([(s["restored"] - s["imported"]) / 1e6 for s in st]),
+            "open_node": summary([(s["node"] - s["imported"]) / 1e6 for s in rs]),
+            "page": summary([s["page_ns"] / 1e6 for s in st]),
+        }
+        cells = " | ".join(f"{out[engine][k]['median']:>10.2f} {out[engine][k]['p99']:>7.2f}" for k in out[engine])
+        print(f"{n:>6} {label:<38} {len(st):>4} | {cells} | {disk_bytes(templates[engine]) / 2**20:>10.1f}", flush=True)
+    if len(out) == len(HISTORY_ENGINES):
+        (_, pa_label), (_, lg_label) = HISTORY_ENGINES
+        for what, key in (
+            ("open -> state restored", "open_state"),
+            ("open -> next node running", "open_node"),
+            (f"get_history(limit={HISTORY_PAGE})", "page"),
+        ):
+            compare(
+                f"workflow history, {what}",
+                "ms",
+                (pa_label, out["pyactors"][key]),
+                (lg_label, out["langgraph"][key]),
+                higher_is_better=False,
+                supersteps=n,
+            )
+    for path in templates.values():
+        _remove(path)
+    return out
 
 
 # --------------------------------------------------------------------------- big state
@@ -943,14 +1230,14 @@ def big_pyactors(d: str, r: int, inp: dict[str, Any], rows: dict[str, dict[str, 
     with FileCheckpointer(path) as ck:
         marks: dict[str, tuple[int, int, int]] = {}
         appended: list[int] = []
-        append = ck._append
+        append = ck.store.append
 
-        def counted_append(thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
-            append(thread_id, kind, payload, whole=whole)
+        def counted_append(stream: str, payload: bytes, kind: int = Kind.MESSAGE, *, compress: bool = True) -> int:
             appended.append(len(payload))
+            return append(stream, payload, kind, compress=compress)
 
-        ck._append = counted_append  # type: ignore[method-assign]
-        meter = Meter(ck, ("_write_checkpoint", "_write_node_writes"))
+        ck.store.append = counted_append  # type: ignore[method-assign]
+        meter = Meter(ck, ("write_checkpoint", "write_node_writes"))
 
         def probe(node: str) -> None:
             marks[node] = (ck.store.stats()["bytes"], sum(appended), meter.total_ns)
@@ -1145,6 +1432,7 @@ SECTIONS: dict[str, Callable[[Config, str], None]] = {
     "checkpoint": bench_checkpoint,
     "change": bench_change,
     "recovery": bench_recovery,
+    "history": bench_history,
     "footprint": bench_footprint,
     "bigstate": bench_bigstate,
 }
@@ -1161,6 +1449,7 @@ def config(quick: bool) -> Config:
             changes=("100B", "10KB"),
             recovery_sizes=("100KB",),
             recovery_runs=1,
+            history_steps=(10, 100),
             footprint_runs=1,
             big_runs=1,
         )
@@ -1172,6 +1461,7 @@ def config(quick: bool) -> Config:
         changes=tuple(CHANGES),
         recovery_sizes=tuple(SIZES),
         recovery_runs=9,
+        history_steps=(10, 100, 1000, 10000),
         footprint_runs=3,
         big_runs=3,
     )

@@ -5,15 +5,25 @@ See ``docs/WORKFLOWS.md``. The public names are re-exported from `pyactors`.
 
 from __future__ import annotations
 
-from pyactors.workflow._checkpoint import Checkpointer, FileCheckpointer, MemoryCheckpointer, NodeError, Snapshot
+from pyactors.workflow._checkpoint import (
+    Checkpointer,
+    FileCheckpointer,
+    Head,
+    MemoryCheckpointer,
+    NodeError,
+    Snapshot,
+)
 from pyactors.workflow._graph import END, Workflow
+from pyactors.workflow._record import CheckpointRecord
 from pyactors.workflow._runner import CompiledWorkflow, unfinished
 
 __all__ = [
     "END",
+    "CheckpointRecord",
     "Checkpointer",
     "CompiledWorkflow",
     "FileCheckpointer",
+    "Head",
     "MemoryCheckpointer",
     "NodeError",
     "Snapshot",

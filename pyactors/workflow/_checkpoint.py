@@ -1,31 +1,32 @@
-"""Checkpoints: what they hold, how they are stored, and the two checkpointers.
+"""Checkpoints: how they are stored and read, and the two checkpointers.
 
-A thread's checkpoints are records of one stream (``wf/<thread_id>``), in the order
-they were written. Each checkpoint record is a dict of plain data:
+A thread's records are one stream (``wf/<thread_id>``); `pyactors.workflow._record`
+describes them. Every read starts from the store's index, never from the stream's start:
 
-    {"v": 2, "id", "parent", "step", "full": bool,
-     "values":    the whole state (full) or the keys written since the parent,
-     "appended":  keys whose new value extends the parent's (a list, str or bytes that
-                  starts with the parent's value): only the added tail (empty when full),
-     "completed": the nodes that finished since the parent (all of them when full),
-     "nodes":     stateful nodes' own states that changed since the parent,
-     "next", "pending", "error", "meta"}
+* the newest checkpoint is ``latest(CHECKPOINT)``; its state is its base (``latest(SNAPSHOT)``
+  when it builds on the newest base, as every checkpoint but an old fork's does) plus the
+  deltas between them (one read of at most `FULL_EVERY` - 1 records); node writes that a
+  crash left after it are found with ``latest(WRITES)`` (and read only when there are some);
+* a checkpoint named by id is found at the seq its id ends with (verified), then read the same way;
+* history follows each checkpoint's ``prev`` (the one written before it), newest first.
 
-Version 1 records (before "appended") are read as version 2 with nothing appended.
-
-A node's writes are also recorded as soon as it finishes (a "writes" record naming the
-checkpoint its superstep started from), so a crash in the middle of a superstep does not
-make finished nodes run again.
+Records written before issue 15 (versions 1 and 2, no base) and ids without a seq are
+found by reading the thread's stream once (`_Reader.scan`); so are the checkpoints
+before a damaged one, so that damage costs only what it hides.
 """
 
 from __future__ import annotations
 
-import copy
+import bisect
+import contextlib
+import itertools
 import logging
+import math
 import operator
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from pyactors.errors import (
@@ -34,31 +35,43 @@ from pyactors.errors import (
     CheckpointNotFoundError,
     CorruptSegmentError,
     InvalidArgumentError,
+    ResumeConflictError,
     SerializationError,
 )
 from pyactors.serialization import PickleSerializer, Serializer
 from pyactors.store import Durability, Kind, SegmentStore
+from pyactors.workflow._record import (
+    VERSION,
+    CheckpointRecord,
+    decode_checkpoint,
+    decode_state,
+    decode_writes,
+    encode_base,
+    encode_writes,
+)
 
 if TYPE_CHECKING:
+    import builtins
     import os
-    from collections.abc import Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from types import TracebackType
 
-__all__ = ["Checkpointer", "FileCheckpointer", "MemoryCheckpointer", "NodeError", "Snapshot"]
+__all__ = ["Checkpointer", "FileCheckpointer", "Head", "MemoryCheckpointer", "NodeError", "Snapshot"]
 
 logger = logging.getLogger("pyactors.workflow")
 
 FULL_EVERY = 32
-"""A checkpoint stores the whole state when its chain of deltas reaches this length."""
+"""A checkpoint starts a new base when its chain of deltas would reach this length."""
+CHAIN_BYTES = 1 << 20
+"""... or when its deltas since the base hold more bytes than the base and this."""
 
-_KIND_WRITES = Kind.WRITES
-_REQUIRED = ("v", "id", "parent", "step", "full", "values", "completed", "nodes", "next", "pending", "error", "meta")
-_VERSION = 2
+_CP, _BASE, _WRITES = Kind.CHECKPOINT, Kind.SNAPSHOT, Kind.WRITES
 _APPENDABLE = (list, str, bytes)
-_STATES_CACHED = 8
-"""Materialised states a thread's log keeps (each holds whole values: a growing list
-kept at every checkpoint would cost memory quadratic in the run's length)."""
 _MISSING: Any = object()
+
+Chain = tuple[tuple[int, bytes], ...]
+"""The (kind, payload) records a checkpoint's state is built from: its base (or a legacy
+full checkpoint), then each delta up to the checkpoint's own record."""
 
 
 def _split_appends(parent: Mapping[str, Any], values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -134,116 +147,322 @@ class Snapshot(NamedTuple):
         return not self.next_nodes and self.error is None
 
 
-class _ThreadLog:
-    """A thread's records, parsed, with states materialised on demand."""
+@dataclass(slots=True, eq=False)
+class Head:
+    """A checkpoint to continue from, with its state built (from `Checkpointer.load_head`).
 
-    def __init__(self, thread_id: str) -> None:
-        self.thread_id = thread_id
-        self.records: dict[str, dict[str, Any]] = {}
-        self.order: list[str] = []
-        self.writes: dict[str, dict[str, dict[str, Any]]] = {}
-        self.node_writes: dict[str, dict[str, Any]] = {}
-        self.damaged: CheckpointCorruptError | None = None
-        self._damage_at = 0
-        self._states: dict[str, tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]] = {}
+    What a run holds between supersteps: the next `Checkpointer.write_checkpoint` gets it
+    as the parent and returns the new head. Its `state` is the library's own: hand users
+    `Checkpointer.snapshot(head)`, which decodes a fresh copy.
 
-    def add_checkpoint(self, rec: dict[str, Any]) -> None:
-        missing = [k for k in _REQUIRED if k not in rec]
-        if rec.get("v") == 1:
-            rec = {**rec, "v": 2, "appended": {}}
-        wrong = missing or [k for k in ("values", "appended") if not isinstance(rec.get(k), dict)]
-        if wrong:
-            cid = rec.get("id") if isinstance(rec.get("id"), str) else None
-            raise CheckpointCorruptError(self.thread_id, cid, f"malformed checkpoint (missing or not a dict: {wrong})")
-        if rec["v"] != _VERSION:
-            raise CheckpointCorruptError(self.thread_id, rec["id"], f"unknown checkpoint version {rec['v']!r}")
-        if not rec["full"] and rec["parent"] not in self.records:
-            raise CheckpointCorruptError(self.thread_id, rec["id"], f"its parent {rec['parent']} is missing")
-        if rec["id"] not in self.records:
-            self.order.append(rec["id"])
-        self.records[rec["id"]] = rec
-        self._states.pop(rec["id"], None)
+    Attributes:
+        thread_id: The thread.
+        record: The checkpoint's record.
+        state: Its state.
+        completed: Every node that finished in its lineage, in order.
+        node_states: Stateful nodes' own states.
+        writes: Writes of nodes that finished after it, in a superstep a crash cut short
+            (only for the thread's newest checkpoint).
+        node_writes: Those nodes' own states (stateful nodes only).
+        is_latest: It is the thread's newest checkpoint.
+    """
 
-    def mark_damaged(self, error: CheckpointCorruptError) -> None:
-        """Remember damage met while reading; later valid checkpoints still count."""
-        self.damaged = error
-        self._damage_at = len(self.order)
+    thread_id: str
+    record: CheckpointRecord
+    state: dict[str, Any]
+    completed: list[str]
+    node_states: dict[str, Any]
+    writes: dict[str, dict[str, Any]]
+    node_writes: dict[str, Any]
+    is_latest: bool
+    chain: Chain
+    """The records its state is built from (see `Chain`)."""
+    writes_payloads: tuple[bytes, ...]
+    """The writes records behind `writes`."""
+    chain_bytes: int
+    """Bytes of its deltas since its base."""
+    newest_seq: int
+    """Seq of the thread's newest checkpoint record (the next one's ``prev``)."""
+    newest_base: int | None
+    """Seq of the thread's newest base record."""
 
-    def newest_damaged(self) -> CheckpointCorruptError | None:
-        """The damage, if no valid checkpoint was written after it."""
-        return self.damaged if self.damaged is not None and self._damage_at == len(self.order) else None
 
-    def materialise(self, cid: str) -> tuple[dict[str, Any], tuple[str, ...], dict[str, Any]]:
-        """(state, completed nodes, node states) at checkpoint `cid`.
+def _decode(thread_id: str, loads: Callable[[bytes], Any], payload: bytes) -> Any:
+    try:
+        return loads(payload)
+    except SerializationError as exc:
+        raise CheckpointCorruptError(thread_id, None, f"SerializationError: {exc}") from None
 
-        Walks back to the nearest full or already materialised ancestor, so a run that
-        materialises each new checkpoint's parent pays for one delta at a time.
-        """
-        if cid in self._states:
-            return self._states[cid]
-        chain = []
-        at = cid
-        while at not in self._states:
-            rec = self.records[at]
-            chain.append(rec)
-            if rec["full"]:
-                break
-            at = rec["parent"]
-        base = self._states.get(at, ({}, (), {}))
-        state, completed, nodes = dict(base[0]), list(base[1]), dict(base[2])
-        for rec in reversed(chain):
-            state.update(rec["values"])
-            for key, tail in rec["appended"].items():
-                try:
+
+def _materialise(
+    thread_id: str, loads: Callable[[bytes], Any], chain: Chain
+) -> tuple[dict[str, Any], list[str], dict[str, Any], CheckpointRecord]:
+    """(state, completed nodes, node states, the checkpoint's record) decoded from `chain`.
+
+    Everything returned is decoded afresh, shared with nothing.
+    """
+    (kind, payload), *deltas = chain
+    data = _decode(thread_id, loads, payload)
+    if kind == _BASE:
+        state, completed, nodes = decode_state(thread_id, data)
+        last = None
+    else:  # a legacy full checkpoint
+        last = decode_checkpoint(thread_id, data, 0)
+        state, completed, nodes = dict(last.values), list(last.completed), dict(last.nodes)
+    grown: dict[str, list[Any]] = {}
+    """Lists made here by an append, so extended in place by the next ones (a list decoded
+    from a record may be shared by two keys: that one is copied)."""
+    for _, payload in deltas:
+        last = decode_checkpoint(thread_id, _decode(thread_id, loads, payload), 0)
+        state.update(last.values)
+        for key, tail in last.appended.items():
+            try:
+                own = grown.get(key)
+                if own is not None and own is state[key] and type(tail) is list:
+                    own.extend(tail)
+                else:
                     state[key] = state[key] + tail
-                except (KeyError, TypeError) as exc:
-                    msg = f"appends to {key!r}, which its parent's state cannot take ({type(exc).__name__})"
-                    raise CheckpointCorruptError(self.thread_id, rec["id"], msg) from None
-            completed.extend(rec["completed"])
-            nodes.update(rec["nodes"])
-        out = (state, tuple(completed), nodes)
-        self._states[cid] = out
-        if len(self._states) > _STATES_CACHED:  # keep the newest few: a run only needs its parent's
-            del self._states[next(iter(self._states))]
-        return out
+                    if type(state[key]) is list:
+                        grown[key] = state[key]
+            except (KeyError, TypeError) as exc:
+                msg = f"appends to {key!r}, which its parent's state cannot take ({type(exc).__name__})"
+                raise CheckpointCorruptError(thread_id, last.id, msg) from None
+        completed.extend(last.completed)
+        nodes.update(last.nodes)
+    if last is None:
+        raise CheckpointCorruptError(thread_id, None, "a base without its checkpoint")
+    return state, completed, nodes, last
 
-    def depth(self, cid: str) -> int:
-        """How many delta records lie between `cid` and its full ancestor."""
-        n = 0
-        rec = self.records[cid]
-        while not rec["full"]:
-            n += 1
-            rec = self.records[rec["parent"]]
-        return n
 
-    def snapshot(self, cid: str) -> Snapshot:
-        rec = self.records[cid]
-        state, completed, nodes = self.materialise(cid)
-        err = rec["error"]
-        # Writes recorded after this checkpoint by a superstep that never finished:
-        # those nodes did finish, so they count as completed.
-        unfinished = self.writes.get(cid, {}) if cid == self.latest() else {}
-        completed += tuple(n for n in unfinished if n not in completed)
-        return Snapshot(
-            thread_id=self.thread_id,
-            checkpoint_id=cid,
-            parent_id=rec["parent"],
-            step=rec["step"],
-            state=copy.deepcopy(state),
-            completed_nodes=completed,
-            next_nodes=tuple(rec["next"]),
-            pending_writes=copy.deepcopy({**unfinished, **rec["pending"]}),
-            error=None if err is None else NodeError(**err),
-            metadata=dict(rec["meta"]),
-            node_states=copy.deepcopy(nodes),
-        )
+class _Scan(NamedTuple):
+    """The valid checkpoint records of a whole stream, in order (the fallback read)."""
 
-    def latest(self) -> str | None:
-        return self.order[-1] if self.order else None
+    order: list[CheckpointRecord]
+    by_id: dict[str, CheckpointRecord]
+    damage: CheckpointCorruptError | None
+
+
+class _Reader:
+    """Reads one thread's records for one call, each at most once (see the module docstring)."""
+
+    def __init__(self, checkpointer: Checkpointer, thread_id: str) -> None:
+        self.cp, self.thread_id = checkpointer, thread_id
+        self.loads = checkpointer.serializer.loads
+        self.raw: dict[int, bytes] = {}
+        """Checkpoint payloads read, by seq."""
+        self.records: dict[int, CheckpointRecord] = {}
+        self.bases: dict[int, bytes] = {}
+        self.newest_base: Any = _MISSING
+        """(seq, payload) of the newest base, None, or not read yet."""
+        self._scan: _Scan | None = None
+
+    def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call a storage method; store damage becomes `CheckpointCorruptError`, tampering stays what it is."""
+        try:
+            return fn(self.thread_id, *args)
+        except AuthenticationError:
+            raise  # tampering (or the wrong key) is not damage to resume around
+        except CorruptSegmentError as exc:
+            raise CheckpointCorruptError(self.thread_id, None, str(exc)) from None
+
+    def _read(self, after_seq: int, kinds: tuple[int, ...], limit: int | None) -> list[tuple[int, int, bytes]]:
+        return self._store(lambda t: list(self.cp._read(t, after_seq, kinds, limit)))  # type: ignore[no-any-return]
+
+    def _record(self, seq: int) -> CheckpointRecord:
+        if seq not in self.records:
+            self.records[seq] = decode_checkpoint(
+                self.thread_id, _decode(self.thread_id, self.loads, self.raw[seq]), seq
+            )
+        return self.records[seq]
+
+    def newest(self) -> CheckpointRecord | None:
+        """The newest checkpoint record (one read), or None for an unknown thread."""
+        got = self._store(self.cp._latest, _CP)
+        if got is None:
+            return None
+        self.raw[got[0]] = got[1]
+        return self._record(got[0])
+
+    def newest_base_seq(self) -> int | None:
+        if self.newest_base is _MISSING:
+            self.newest_base = self._store(self.cp._latest, _BASE)
+        return None if self.newest_base is None else self.newest_base[0]
+
+    def record_at(self, seq: int, checkpoint_id: str | None = None) -> CheckpointRecord | None:
+        """The checkpoint record at `seq` (and with that id), or None."""
+        if seq not in self.raw:
+            got = self._read(seq - 1, (_CP,), 1)
+            if not got or got[0][0] != seq:
+                return None
+            self.raw[seq] = got[0][2]
+        rec = self._record(seq)
+        return rec if checkpoint_id is None or rec.id == checkpoint_id else None
+
+    def _base(self, rec: CheckpointRecord) -> bytes:
+        seq = rec.base
+        assert seq is not None
+        if seq not in self.bases:
+            if self.newest_base_seq() == seq:
+                self.bases[seq] = self.newest_base[1]
+            else:
+                got = self._read(seq - 1, (_BASE,), 1)
+                if not got or got[0][0] != seq:
+                    raise CheckpointCorruptError(self.thread_id, rec.id, f"its base (record {seq}) is missing")
+                self.bases[seq] = got[0][2]
+        return self.bases[seq]
+
+    def chain(self, rec: CheckpointRecord) -> Chain:
+        """The records `rec`'s state is built from: its base and its deltas (one read for all the deltas)."""
+        if rec.version != VERSION:
+            return self._legacy_chain(rec)
+        if rec.depth and rec.parent_seq not in self.raw and rec.base is not None:
+            # Between a base and the next one the stream holds one line of checkpoints.
+            for seq, _, payload in self._read(rec.base, (_CP,), rec.depth):
+                self.raw.setdefault(seq, payload)
+        line = [rec]
+        at = rec
+        while at.depth > 0:
+            parent = None if at.parent_seq is None else self.record_at(at.parent_seq, at.parent)
+            if parent is None or parent.base != rec.base or parent.depth != at.depth - 1:
+                raise CheckpointCorruptError(self.thread_id, rec.id, f"its parent {at.parent} is missing")
+            line.append(parent)
+            at = parent
+        return ((_BASE, self._base(rec)), *((_CP, self.raw[r.seq]) for r in reversed(line)))
+
+    def _legacy_chain(self, rec: CheckpointRecord) -> Chain:
+        by_id = self.scan().by_id
+        line = [rec]
+        while not line[-1].full:
+            parent = by_id.get(line[-1].parent) if line[-1].parent is not None else None
+            if parent is None or len(line) > len(by_id):
+                raise CheckpointCorruptError(self.thread_id, rec.id, f"its parent {line[-1].parent} is missing")
+            line.append(parent)
+        return tuple((_CP, self.raw[r.seq]) for r in reversed(line))
+
+    def scan(self) -> _Scan:
+        """Every valid checkpoint record of the stream, read once (legacy records, lost ids, damage)."""
+        if self._scan is None:
+            started = time.perf_counter()
+            order: list[CheckpointRecord] = []
+            damage = None
+            try:
+                for seq, kind, payload in self.cp._read(self.thread_id, 0, (_CP, _BASE), None):
+                    if kind == _BASE:
+                        self.bases[seq] = payload
+                        continue
+                    self.raw[seq] = payload
+                    try:
+                        order.append(self._record(seq))
+                    except CheckpointCorruptError as exc:
+                        damage = exc
+            except AuthenticationError:
+                raise
+            except CorruptSegmentError as exc:  # the records before the damage stay readable
+                damage = CheckpointCorruptError(self.thread_id, None, str(exc))
+            self._scan = _Scan(order, {r.id: r for r in order}, damage)
+            logger.debug(
+                "scan thread=%s checkpoints=%d bytes=%d ms=%.2f",
+                self.thread_id,
+                len(order),
+                sum(map(len, self.raw.values())) + sum(map(len, self.bases.values())),
+                (time.perf_counter() - started) * 1000,
+            )
+        return self._scan
+
+    def find(self, checkpoint_id: str) -> CheckpointRecord:
+        """A checkpoint by id: at the seq its id names, else by a scan.
+
+        Raises:
+            CheckpointNotFoundError: No such thread or checkpoint.
+            CheckpointCorruptError: It is not found and the stream is damaged.
+        """
+        hint = _seq_of(checkpoint_id)
+        if hint is not None:
+            with contextlib.suppress(CheckpointCorruptError):  # the scan tells
+                rec = self.record_at(hint, checkpoint_id)
+                if rec is not None:
+                    return rec
+        scan = self.scan()
+        found = scan.by_id.get(checkpoint_id)
+        if found is None:
+            if scan.damage is not None:
+                raise scan.damage
+            msg = f"thread {self.thread_id!r} has no checkpoint {checkpoint_id!r}" if scan.order else None
+            raise CheckpointNotFoundError(msg or f"no workflow thread {self.thread_id!r}")
+        return found
+
+    def writes_after(self, rec: CheckpointRecord) -> tuple[bytes, ...]:
+        """Writes records of `rec`'s superstep, recorded after it (a crash cut it short)."""
+        newest = self._store(self.cp._latest, _WRITES)
+        if newest is None or newest[0] < rec.seq:
+            return ()
+        out = []
+        for _, _, payload in self._read(rec.seq, (_WRITES,), None):
+            if decode_writes(self.thread_id, _decode(self.thread_id, self.loads, payload))[0] == rec.id:
+                out.append(payload)
+        return tuple(out)
+
+    def history(self, before: CheckpointRecord | None = None) -> Iterator[CheckpointRecord]:
+        """Checkpoint records newest first (after `before`, if given), forks included.
+
+        Follows ``prev`` one record at a time (a record's chain, read to build its state,
+        brings in the ones before it); past a legacy record, a pruned or a damaged one,
+        it goes on with a scan.
+        """
+        seen: set[str] = set() if before is None else {before.id}
+        rec: CheckpointRecord | None = before
+        upto = math.inf
+        if rec is None:
+            try:
+                rec = self.newest()
+            except CheckpointCorruptError:
+                rec = None
+            else:
+                if rec is None:
+                    return
+                seen.add(rec.id)
+                yield rec
+        while rec is not None:
+            upto = rec.seq
+            if rec.version == VERSION and rec.prev is None:
+                return  # the thread's first
+            prev = None
+            if rec.version == VERSION:
+                with contextlib.suppress(CheckpointCorruptError):
+                    prev = self.record_at(rec.prev)  # type: ignore[arg-type]
+            if prev is None or prev.id in seen:
+                break
+            seen.add(prev.id)
+            yield prev
+            rec = prev
+        for older in reversed(self.scan().order):
+            if older.seq < upto and older.id not in seen:
+                seen.add(older.id)
+                yield older
+
+
+def _seq_of(checkpoint_id: str) -> int | None:
+    """The seq a checkpoint id names (``<time>-<random>-<seq in hex>``), None for older ids."""
+    parts = checkpoint_id.split("-")
+    if len(parts) != 3:  # noqa: PLR2004
+        return None
+    try:
+        return int(parts[2], 16)
+    except ValueError:
+        return None
+
+
+def new_checkpoint_id(seq: int) -> str:
+    """A new, unique checkpoint id (sortable by creation time) that names `seq`, where its record goes."""
+    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}-{seq:x}"
 
 
 class Checkpointer:
-    """Stores workflow checkpoints; see `FileCheckpointer` and `MemoryCheckpointer`."""
+    """Stores workflow checkpoints; see `FileCheckpointer` and `MemoryCheckpointer`.
+
+    A run calls `claim`, `load_head`, `write_checkpoint`, `write_node_writes` and
+    `snapshot`; users call the rest.
+    """
 
     serializer: Serializer
 
@@ -255,11 +474,25 @@ class Checkpointer:
 
     # -- storage, provided by subclasses -------------------------------------------------
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
-        """Store a record; `whole` says it holds the whole state (a full checkpoint)."""
+    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
+        """Store a record and return its seq; `whole` says it holds a whole state (a base)."""
         raise NotImplementedError
 
-    def _records(self, thread_id: str) -> list[tuple[int, bytes]]:
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+        """Store (kind, payload) records all or none (uncompressed: they hold whole states)."""
+        raise NotImplementedError
+
+    def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
+        """(seq, payload) of the thread's newest record of `kind`."""
+        raise NotImplementedError
+
+    def _read(
+        self, thread_id: str, after_seq: int, kinds: Iterable[int], limit: int | None
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """(seq, kind, payload) of the records after `after_seq` of `kinds`, in order, at most `limit`."""
+        raise NotImplementedError
+
+    def _last_seq(self, thread_id: str) -> int:
         raise NotImplementedError
 
     def _prune_kind(self, thread_id: str, kind: int, keep_last: int) -> int:
@@ -287,58 +520,155 @@ class Checkpointer:
 
     # -- reading ---------------------------------------------------------------------
 
-    def _load(self, thread_id: str) -> _ThreadLog:
-        started = time.perf_counter()
-        log = _ThreadLog(thread_id)
-        loads = self.serializer.loads
-        store_damage = None
-        try:
-            records = self._records(thread_id)
-        except AuthenticationError:
-            raise  # tampering (or the wrong key) is not damage to resume around
-        except CorruptSegmentError as exc:
-            # The store keeps the records before the damage readable: read them one by one.
-            records = self._records_before_damage(thread_id)
-            store_damage = CheckpointCorruptError(thread_id, None, str(exc))
-        size = 0
-        for kind, payload in records:
-            size += len(payload)
-            try:
-                rec = loads(payload)
-                if not isinstance(rec, dict):
-                    raise CheckpointCorruptError(thread_id, None, "not a checkpoint record")
-                if kind == _KIND_WRITES:
-                    log.writes.setdefault(rec["checkpoint"], {})[rec["node"]] = rec["writes"]
-                    if rec.get("node_state") is not None:
-                        log.node_writes.setdefault(rec["checkpoint"], {})[rec["node"]] = rec["node_state"][0]
-                else:
-                    log.add_checkpoint(rec)
-            except (SerializationError, KeyError, TypeError) as exc:
-                log.mark_damaged(CheckpointCorruptError(thread_id, None, f"{type(exc).__name__}: {exc}"))
-            except CheckpointCorruptError as exc:
-                log.mark_damaged(exc)
-        if store_damage is not None:
-            log.mark_damaged(store_damage)
-        logger.debug(
-            "restore thread=%s checkpoints=%d bytes=%d ms=%.2f",
-            thread_id,
-            len(log.order),
-            size,
-            (time.perf_counter() - started) * 1000,
-        )
-        return log
+    def load_head(self, thread_id: str, checkpoint_id: str | None = None) -> Head | None:
+        """The thread's newest checkpoint (or the one named) with its state, to continue from.
 
-    def _records_before_damage(self, thread_id: str) -> list[tuple[int, bytes]]:
-        raise NotImplementedError
+        Reads that checkpoint, its base and its deltas, and any node writes a crash left
+        after it: a bounded number of reads, whatever the thread's length.
 
-    def list(self, thread_id: str) -> list[Snapshot]:
-        """Every checkpoint of the thread, forks included, newest first.
+        Returns:
+            The head, or None when the thread has no checkpoint (and none is named).
 
         Raises:
-            CheckpointNotFoundError: No such thread.
+            CheckpointCorruptError: The checkpoint (or a record its state needs) is
+                damaged; older checkpoints are still readable by id.
+            CheckpointNotFoundError: No checkpoint `checkpoint_id`.
         """
-        log = self._existing(thread_id)
-        return [log.snapshot(cid) for cid in reversed(log.order)]
+        started = time.perf_counter()
+        reader = _Reader(self, thread_id)
+        found = self._find(reader, checkpoint_id)
+        if found is None:
+            return None
+        rec, newest_seq = found
+        head = self._head(reader, rec, newest_seq)
+        logger.debug(
+            "restore thread=%s checkpoint=%s records=%d bytes=%d ms=%.2f",
+            thread_id,
+            rec.id,
+            len(head.chain),
+            sum(len(p) for _, p in head.chain),
+            (time.perf_counter() - started) * 1000,
+        )
+        return head
+
+    def _find(self, reader: _Reader, checkpoint_id: str | None) -> tuple[CheckpointRecord, int] | None:
+        """The newest checkpoint record (or the one named) and the seq of the newest; None: no thread."""
+        if checkpoint_id is None:
+            rec = reader.newest()
+            return None if rec is None else (rec, rec.seq)
+        try:
+            newest = reader.newest()
+        except CheckpointCorruptError:
+            newest = None  # a damaged newest: the named one continues after it
+        newest_seq = self._last_seq(reader.thread_id) if newest is None else newest.seq
+        return reader.find(checkpoint_id), newest_seq
+
+    def _read_snapshot(self, reader: _Reader, rec: CheckpointRecord, newest_seq: int) -> Snapshot:
+        """`rec` as a `Snapshot`, its records decoded once (no `Head` is built)."""
+        writes = reader.writes_after(rec) if rec.seq == newest_seq else ()
+        return self._snapshot(reader.thread_id, reader.chain(rec), writes)
+
+    def _head(self, reader: _Reader, rec: CheckpointRecord, newest_seq: int) -> Head:
+        chain = reader.chain(rec)
+        latest = rec.seq == newest_seq
+        writes_payloads = reader.writes_after(rec) if latest else ()
+        state, completed, nodes, _ = _materialise(reader.thread_id, reader.loads, chain)
+        writes: dict[str, dict[str, Any]] = {}
+        node_writes: dict[str, Any] = {}
+        for payload in writes_payloads:
+            _, node, w, node_state = decode_writes(reader.thread_id, _decode(reader.thread_id, reader.loads, payload))
+            writes[node] = w
+            if node_state is not None:
+                node_writes[node] = node_state
+        deltas = sum(len(p) for _, p in chain[2:])
+        return Head(
+            reader.thread_id,
+            rec,
+            state,
+            completed,
+            nodes,
+            writes,
+            node_writes,
+            latest,
+            chain,
+            writes_payloads,
+            deltas,
+            newest_seq,
+            reader.newest_base_seq(),
+        )
+
+    def snapshot(self, head: Head) -> Snapshot:
+        """The user's view of `head`, decoded afresh from its records (it shares nothing)."""
+        return self._snapshot(head.thread_id, head.chain, head.writes_payloads)
+
+    def _snapshot(self, thread_id: str, chain: Chain, writes_payloads: tuple[bytes, ...]) -> Snapshot:
+        loads = self.serializer.loads
+        state, completed, nodes, rec = _materialise(thread_id, loads, chain)
+        # Writes recorded after the newest checkpoint by a superstep that never finished:
+        # those nodes did finish, so they count as completed.
+        crashed = {}
+        for payload in writes_payloads:
+            _, node, writes, _ = decode_writes(thread_id, _decode(thread_id, loads, payload))
+            crashed[node] = writes
+        completed += [n for n in crashed if n not in completed]
+        try:
+            error = None if rec.error is None else NodeError(**rec.error)
+        except TypeError as exc:
+            raise CheckpointCorruptError(thread_id, rec.id, f"malformed error ({exc})") from None
+        return Snapshot(
+            thread_id=thread_id,
+            checkpoint_id=rec.id,
+            parent_id=rec.parent,
+            step=rec.step,
+            state=state,
+            completed_nodes=tuple(completed),
+            next_nodes=tuple(rec.next),
+            pending_writes={**crashed, **rec.pending},
+            error=error,
+            metadata=rec.meta,
+            node_states=nodes,
+        )
+
+    def list(self, thread_id: str, limit: int | None = None, before: str | None = None) -> list[Snapshot]:
+        """The thread's checkpoints, forks included, newest first.
+
+        Reads lazily: `limit` checkpoints cost the same however long the thread is.
+
+        Args:
+            thread_id: The thread.
+            limit: At most this many (default: all).
+            before: Start after this checkpoint (the one written before it comes first).
+
+        Raises:
+            CheckpointNotFoundError: No such thread (or no checkpoint `before`).
+            InvalidArgumentError: A negative `limit`.
+        """
+        if limit is not None and limit < 0:
+            msg = f"limit must be at least 0, got {limit}"
+            raise InvalidArgumentError(msg)
+        reader = _Reader(self, thread_id)
+        start = None if before is None else reader.find(before)
+        try:
+            newest = reader.newest()
+        except CheckpointCorruptError:
+            newest = None
+        newest_seq = -1 if newest is None else newest.seq
+
+        def readable() -> Iterator[Snapshot]:
+            for rec in reader.history(start):
+                try:
+                    yield self._read_snapshot(reader, rec, newest_seq)
+                except CheckpointCorruptError:
+                    continue  # its state needs a damaged record: left out, like the damaged record itself
+
+        out = [*itertools.islice(readable(), limit)]
+        if not out and start is None and limit != 0:
+            scan = reader.scan()
+            if scan.damage is not None:
+                raise scan.damage
+            msg = f"no workflow thread {thread_id!r}"
+            raise CheckpointNotFoundError(msg)
+        return out
 
     def get(self, thread_id: str, checkpoint_id: str) -> Snapshot:
         """One checkpoint by id.
@@ -346,13 +676,10 @@ class Checkpointer:
         Raises:
             CheckpointNotFoundError: No such thread or checkpoint.
         """
-        log = self._existing(thread_id)
-        if checkpoint_id not in log.records:
-            if log.damaged is not None:
-                raise log.damaged
-            msg = f"thread {thread_id!r} has no checkpoint {checkpoint_id!r}"
-            raise CheckpointNotFoundError(msg)
-        return log.snapshot(checkpoint_id)
+        reader = _Reader(self, thread_id)
+        found = self._find(reader, checkpoint_id)
+        assert found is not None
+        return self._read_snapshot(reader, *found)
 
     def latest(self, thread_id: str) -> Snapshot | None:
         """The thread's newest checkpoint, or None for an unknown thread.
@@ -361,76 +688,179 @@ class Checkpointer:
             CheckpointCorruptError: The newest record is damaged (older ones are
                 still readable with `get`).
         """
-        log = self._load(thread_id)
-        damaged = log.newest_damaged()
-        if damaged is not None:
-            raise damaged
-        cid = log.latest()
-        return None if cid is None else log.snapshot(cid)
+        reader = _Reader(self, thread_id)
+        found = self._find(reader, None)
+        return None if found is None else self._read_snapshot(reader, *found)
 
-    def _existing(self, thread_id: str) -> _ThreadLog:
-        log = self._load(thread_id)
-        if not log.order:
-            if log.damaged is not None:
-                raise log.damaged
-            msg = f"no workflow thread {thread_id!r}"
-            raise CheckpointNotFoundError(msg)
-        return log
+    def unfinished(self) -> builtins.list[str]:
+        """The threads whose newest checkpoint is not final; reads one record per thread."""
+        out = []
+        for thread_id in self.threads():
+            try:
+                rec = _Reader(self, thread_id).newest()
+            except Exception:  # noqa: BLE001 - a damaged thread is unfinished too
+                out.append(thread_id)
+                continue
+            if rec is not None and (rec.next or rec.error is not None):
+                out.append(thread_id)
+        return out
 
     # -- writing ---------------------------------------------------------------------
 
-    def _write_checkpoint(self, log: _ThreadLog, rec: dict[str, Any]) -> str:
-        """Append a checkpoint (a delta unless its chain is long), add it to `log`, return its id.
+    def write_checkpoint(
+        self,
+        thread_id: str,
+        parent: Head | None,
+        *,
+        step: int,
+        values: Mapping[str, Any],
+        next: builtins.list[str],
+        waiting: builtins.list[str] | None = None,
+        completed: builtins.list[str] | None = None,
+        nodes: Mapping[str, Any] | None = None,
+        pending: Mapping[str, Any] | None = None,
+        error: NodeError | None = None,
+        source: str,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Head:
+        """Append a checkpoint after `parent` (None: the thread's first) and return it as the new head.
 
-        A delta stores the keys written since the parent, and for a value that extends
-        the parent's only the appended tail (`_split_appends`); the parent's state comes
-        from the log's cache (one shallow dict per checkpoint). No `Snapshot` is built:
-        deep-copying the state would make every checkpoint cost the size of the state
-        instead of the size of the change.
+        Args:
+            thread_id: The thread.
+            parent: The checkpoint it follows.
+            step: Its superstep count.
+            values: The keys that changed since `parent`, with their new whole values.
+            next: The nodes the next superstep runs.
+            waiting: Joins scheduled but still waiting.
+            completed: The nodes that finished since `parent`.
+            nodes: Stateful nodes' own states that changed since `parent`.
+            pending: Writes of nodes that finished in a superstep that did not.
+            error: The node failure to record.
+            source: What made it (input, loop, update, resume, fork, error).
+            meta: More metadata (``source`` and ``created_at`` come first).
+
+        It stores a delta (the keys written since the parent; for a value that extends
+        the parent's, only the appended tail, see `_split_appends`), or a new base with
+        the whole state when the parent is not the thread's newest checkpoint or not on
+        its newest base, or when the chain would reach `FULL_EVERY` or `CHAIN_BYTES`.
+        Nothing is decoded and nothing deep-copied: a checkpoint costs the size of its change.
         """
         started = time.perf_counter()
-        if not rec["full"]:
-            state, completed, nodes = log.materialise(rec["parent"])
-            if log.depth(rec["parent"]) + 1 >= FULL_EVERY:
-                rec = {
-                    **rec,
-                    "full": True,
-                    "values": {**state, **rec["values"]},
-                    "appended": {},
-                    "completed": [*completed, *rec["completed"]],
-                    "nodes": {**nodes, **rec["nodes"]},
-                }
-            else:
-                values, appended = _split_appends(state, rec["values"])
-                rec = {**rec, "values": values, "appended": appended}
-        payload = self.serializer.dumps(rec)
-        self._append(log.thread_id, Kind.CHECKPOINT, payload, whole=rec["full"])
-        log.add_checkpoint(rec)
+        if parent is None:
+            state, all_completed, all_nodes = dict(values), list(completed or []), dict(nodes or {})
+        else:
+            state = {**parent.state, **values}
+            all_completed = [*parent.completed, *(completed or [])]
+            all_nodes = {**parent.node_states, **(nodes or {})}
+        up = None if parent is None else parent.record
+        rebase = (
+            parent is None
+            or up is None
+            or not parent.is_latest
+            or up.version != VERSION
+            or up.base != parent.newest_base
+            or up.depth + 1 >= FULL_EVERY
+            or parent.chain_bytes > max(len(parent.chain[0][1]), CHAIN_BYTES)
+        )
+        whole, appended = ({}, {}) if rebase or parent is None else _split_appends(parent.state, values)
+        rec = CheckpointRecord(
+            # The id names the seq its record gets (after its base, if it starts one).
+            id=new_checkpoint_id(self._last_seq(thread_id) + 1 + rebase),
+            parent=None if up is None else up.id,
+            step=step,
+            values=whole,
+            appended=appended,
+            completed=[] if rebase else list(completed or []),
+            nodes={} if rebase else dict(nodes or {}),
+            next=list(next),
+            waiting=list(waiting or []),
+            pending=dict(pending or {}),
+            error=None if error is None else error._asdict(),
+            meta={"source": source, "created_at": time.time(), **(meta or {})},
+            base=None if rebase or up is None else up.base,
+            depth=0 if rebase or up is None else up.depth + 1,
+            parent_seq=None if up is None else up.seq,
+            prev=None if parent is None else parent.newest_seq,
+        )
+        head = self._write(thread_id, parent, rec, state=state, completed=all_completed, nodes=all_nodes, rebase=rebase)
         logger.debug(
-            "checkpoint thread=%s checkpoint=%s step=%d bytes=%d ms=%.2f",
-            log.thread_id,
-            rec["id"],
-            rec["step"],
-            len(payload),
+            "checkpoint thread=%s checkpoint=%s step=%d base=%s bytes=%d ms=%.2f",
+            thread_id,
+            rec.id,
+            step,
+            rebase,
+            sum(len(p) for _, p in head.chain[-1 if not rebase else 0 :]),
             (time.perf_counter() - started) * 1000,
         )
-        cid: str = rec["id"]
-        return cid
+        return head
 
-    def _write_node_writes(
+    def _write(
+        self,
+        thread_id: str,
+        parent: Head | None,
+        rec: CheckpointRecord,
+        *,
+        state: dict[str, Any],
+        completed: builtins.list[str],
+        nodes: dict[str, Any],
+        rebase: bool,
+    ) -> Head:
+        """Append `rec` (after a new base holding `state`, if `rebase`); the new head."""
+        dumps = self.serializer.dumps
+        if rebase:
+            base = dumps(encode_base(rec.id, state, completed, nodes))
+            # A base is written raw: zstd would cost ~0.5-1 ms per 100 KB of state on the
+            # path of the invoke. compact() compresses it later; restoring it skips decompression.
+            rec.base = self._append(thread_id, _BASE, base, whole=True)
+            chain: Chain = ((_BASE, base),)
+            chain_bytes = 0
+        else:
+            assert parent is not None
+            chain, chain_bytes = parent.chain, parent.chain_bytes
+        payload = dumps(rec.encode())
+        rec.seq = self._append(thread_id, _CP, payload)
+        newest_base = rec.base if rebase or parent is None else parent.newest_base
+        return Head(
+            thread_id,
+            rec,
+            state,
+            completed,
+            nodes,
+            {},
+            {},
+            True,
+            (*chain, (_CP, payload)),
+            (),
+            chain_bytes + (0 if rebase else len(payload)),
+            rec.seq,
+            newest_base,
+        )
+
+    def write_node_writes(
         self, thread_id: str, checkpoint_id: str, node: str, writes: Mapping[str, Any], node_state: Any
     ) -> None:
-        rec = {"v": 1, "checkpoint": checkpoint_id, "node": node, "writes": dict(writes), "node_state": node_state}
-        self._append(thread_id, _KIND_WRITES, self.serializer.dumps(rec))
+        """Record the writes of `node`, finished in the superstep that started from `checkpoint_id`.
+
+        Args:
+            thread_id: The thread.
+            checkpoint_id: The checkpoint its superstep started from.
+            node: The node.
+            writes: Its updates.
+            node_state: None, or ``[state]`` for a stateful node's own state.
+        """
+        rec = encode_writes(checkpoint_id, node, dict(writes), node_state)
+        self._append(thread_id, _WRITES, self.serializer.dumps(rec))
 
     # -- retention -------------------------------------------------------------------
 
     def prune(self, thread_id: str, keep_last: int) -> int:
         """Delete all but the newest `keep_last` checkpoints of the thread.
 
-        Kept checkpoints whose ancestors are deleted are first rewritten with their
-        whole state, so every kept one stays readable and resumable. The space comes
-        back with the store's `compact()`.
+        The kept ones are first copied, oldest first, each with its whole state (so
+        none needs a deleted record), in one batch (a crash leaves all the copies or
+        none), then the originals deleted: reads `keep_last` checkpoints, not the thread.
+        The thread is claimed meanwhile, as by a run. The space comes back with the
+        store's `compact()`.
 
         Returns:
             How many checkpoints were deleted.
@@ -438,39 +868,51 @@ class Checkpointer:
         Raises:
             CheckpointNotFoundError: No such thread.
             InvalidArgumentError: `keep_last` is below 1.
+            ResumeConflictError: The thread is running.
         """
         if keep_last < 1:
             msg = "keep_last must be at least 1 (use delete_thread to delete everything)"
             raise InvalidArgumentError(msg)
-        log = self._existing(thread_id)
-        if len(log.order) <= keep_last:
+        with self.claim(thread_id):
+            return self._prune(thread_id, keep_last)
+
+    def _prune(self, thread_id: str, keep_last: int) -> int:
+        reader = _Reader(self, thread_id)
+        newest = list(itertools.islice(reader.history(), keep_last + 1))
+        if not newest:
+            raise reader.scan().damage or CheckpointNotFoundError(f"no workflow thread {thread_id!r}")
+        if len(newest) <= keep_last:
             return 0
-        kept = log.order[-keep_last:]
-        kept_set = set(kept)
-
-        def chain_kept(cid: str) -> bool:
-            rec = log.records[cid]
-            while not rec["full"]:
-                if rec["parent"] not in kept_set:
-                    return False
-                rec = log.records[rec["parent"]]
-            return rec["id"] in kept_set
-
-        if not all(chain_kept(cid) for cid in kept):
-            for cid in kept:  # oldest first, so the rewritten copies keep the order
-                state, completed, nodes = log.materialise(cid)
-                rec = {
-                    **log.records[cid],
-                    "full": True,
-                    "values": state,
-                    "appended": {},
-                    "completed": list(completed),
-                    "nodes": nodes,
-                }
-                self._append(thread_id, Kind.CHECKPOINT, self.serializer.dumps(rec), whole=True)
-        deleted = len(log.order) - keep_last
-        self._prune_kind(thread_id, Kind.CHECKPOINT, keep_last)
-        self._prune_kind(thread_id, _KIND_WRITES, 0)
+        dumps = self.serializer.dumps
+        batch: builtins.list[tuple[int, bytes]] = []
+        seq = self._last_seq(thread_id)  # the claim and the store's writer lock: no one else appends
+        up: CheckpointRecord | None = None
+        for rec in reversed(newest[:keep_last]):
+            state, completed, nodes, _ = _materialise(thread_id, reader.loads, reader.chain(rec))
+            twin = CheckpointRecord(
+                id=rec.id,
+                parent=rec.parent,
+                step=rec.step,
+                values={},
+                appended={},
+                completed=[],
+                nodes={},
+                next=rec.next,
+                waiting=rec.waiting,
+                pending=rec.pending,
+                error=rec.error,
+                meta=rec.meta,
+                base=seq + 1,
+                parent_seq=up.seq if up is not None and up.id == rec.parent else None,
+                prev=None if up is None else up.seq,
+                seq=seq + 2,
+            )
+            batch += [(_BASE, dumps(encode_base(rec.id, state, completed, nodes))), (_CP, dumps(twin.encode()))]
+            seq, up = seq + 2, twin
+        self._append_many(thread_id, batch)
+        deleted = self._prune_kind(thread_id, _CP, keep_last) - keep_last  # the originals of the copies too
+        self._prune_kind(thread_id, _BASE, keep_last)
+        self._prune_kind(thread_id, _WRITES, 0)
         return deleted
 
     def delete_thread(self, thread_id: str) -> int:
@@ -479,27 +921,36 @@ class Checkpointer:
         Raises:
             CheckpointNotFoundError: No such thread.
         """
-        log = self._existing(thread_id)
+        try:
+            known = self._latest(thread_id, _CP) is not None
+        except CorruptSegmentError:
+            known = True
+        if not known:
+            msg = f"no workflow thread {thread_id!r}"
+            raise CheckpointNotFoundError(msg)
+        deleted = self._prune_kind(thread_id, _CP, 0)
         self._delete(thread_id)
-        return len(log.order)
+        return deleted
 
     # -- one run per thread at a time ----------------------------------------------------
 
-    def _claim(self, thread_id: str) -> bool:
+    @contextlib.contextmanager
+    def claim(self, thread_id: str) -> Iterator[None]:
+        """Hold the thread for one run (or update) at a time in this process.
+
+        Raises:
+            ResumeConflictError: The thread is already running or resuming.
+        """
         with self._locks_guard:
             if thread_id in self._running:
-                return False
+                msg = f"workflow thread {thread_id!r} is already running or resuming"
+                raise ResumeConflictError(msg)
             self._running.add(thread_id)
-            return True
-
-    def _release(self, thread_id: str) -> None:
-        with self._locks_guard:
-            self._running.discard(thread_id)
-
-
-def new_checkpoint_id() -> str:
-    """A new, unique checkpoint id (sortable by creation time)."""
-    return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        try:
+            yield
+        finally:
+            with self._locks_guard:
+                self._running.discard(thread_id)
 
 
 def _stream(thread_id: str) -> str:
@@ -542,23 +993,25 @@ class FileCheckpointer(Checkpointer):
         """The segment store the checkpoints live in."""
         super().__init__(serializer or store.serializer)
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
-        # A whole-state checkpoint (a new thread's input, one per FULL_EVERY steps, prune's
-        # rewrites) is written raw: zstd would cost ~0.5-1 ms per 100 KB of state on the
-        # path of the invoke. compact() compresses it later; restoring it skips decompression.
-        self.store.append(_stream(thread_id), payload, kind, compress=not whole)
+    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
+        return self.store.append(_stream(thread_id), payload, kind, compress=not whole)
 
-    def _records(self, thread_id: str) -> list[tuple[int, bytes]]:
-        return [(r.kind, r.payload) for r in self.store.read(_stream(thread_id), kinds=[Kind.CHECKPOINT, _KIND_WRITES])]
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+        stream = _stream(thread_id)
+        self.store.append_many([(stream, payload, kind) for kind, payload in records], compress=False)
 
-    def _records_before_damage(self, thread_id: str) -> list[tuple[int, bytes]]:
-        out = []
-        try:
-            for r in self.store.read(_stream(thread_id), kinds=[Kind.CHECKPOINT, _KIND_WRITES]):
-                out.append((r.kind, r.payload))
-        except CorruptSegmentError:
-            pass
-        return out
+    def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
+        r = self.store.latest(_stream(thread_id), kind)
+        return None if r is None else (r.seq, r.payload)
+
+    def _read(
+        self, thread_id: str, after_seq: int, kinds: Iterable[int], limit: int | None
+    ) -> Iterator[tuple[int, int, bytes]]:
+        for r in self.store.read(_stream(thread_id), after_seq, kinds, limit):
+            yield r.seq, r.kind, r.payload
+
+    def _last_seq(self, thread_id: str) -> int:
+        return self.store.last_seq(_stream(thread_id))
 
     def _prune_kind(self, thread_id: str, kind: int, keep_last: int) -> int:
         return self.store.prune(_stream(thread_id), kind, keep_last)
@@ -587,24 +1040,48 @@ class MemoryCheckpointer(Checkpointer):
 
     def __init__(self, serializer: Serializer | None = None) -> None:
         super().__init__(serializer or PickleSerializer())
-        self._data: dict[str, list[tuple[int, bytes]]] = {}
+        self._data: dict[str, list[tuple[int, int, bytes]]] = {}
+        """(seq, kind, payload) of each thread's live records, in order."""
+        self._seqs: dict[str, int] = {}
         self._guard = threading.Lock()
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> None:
+    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
         with self._guard:
-            self._data.setdefault(thread_id, []).append((kind, payload))
+            return self._add(thread_id, kind, payload)
 
-    def _records(self, thread_id: str) -> list[tuple[int, bytes]]:
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
         with self._guard:
-            return list(self._data.get(thread_id, []))
+            for kind, payload in records:
+                self._add(thread_id, kind, payload)
 
-    def _records_before_damage(self, thread_id: str) -> list[tuple[int, bytes]]:
-        return self._records(thread_id)
+    def _add(self, thread_id: str, kind: int, payload: bytes) -> int:
+        """Append one record under the guard; return its seq."""
+        seq = self._seqs[thread_id] = self._seqs.get(thread_id, 0) + 1
+        self._data.setdefault(thread_id, []).append((seq, kind, payload))
+        return seq
+
+    def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
+        with self._guard:
+            return next(((s, p) for s, k, p in reversed(self._data.get(thread_id, [])) if k == kind), None)
+
+    def _read(
+        self, thread_id: str, after_seq: int, kinds: Iterable[int], limit: int | None
+    ) -> Iterator[tuple[int, int, bytes]]:
+        wanted = set(kinds)
+        with self._guard:
+            records = self._data.get(thread_id, [])
+            start = bisect.bisect_right(records, after_seq, key=operator.itemgetter(0))
+            found = (r for r in itertools.islice(records, start, None) if r[1] in wanted)
+            return iter(list(itertools.islice(found, limit)))
+
+    def _last_seq(self, thread_id: str) -> int:
+        with self._guard:
+            return self._seqs.get(thread_id, 0)
 
     def _prune_kind(self, thread_id: str, kind: int, keep_last: int) -> int:
         with self._guard:
             records = self._data.get(thread_id, [])
-            of_kind = [i for i, (k, _) in enumerate(records) if k == kind]
+            of_kind = [i for i, r in enumerate(records) if r[1] == kind]
             doomed = set(of_kind[: max(0, len(of_kind) - keep_last)])
             self._data[thread_id] = [r for i, r in enumerate(records) if i not in doomed]
             return len(doomed)
@@ -616,4 +1093,4 @@ class MemoryCheckpointer(Checkpointer):
     def threads(self) -> list[str]:
         """Every thread with checkpoints, sorted."""
         with self._guard:
-            return sorted(t for t, recs in self._data.items() if any(k == Kind.CHECKPOINT for k, _ in recs))
+            return sorted(t for t, recs in self._data.items() if any(r[1] == Kind.CHECKPOINT for r in recs))

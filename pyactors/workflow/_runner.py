@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pykka import messages
 
 from pyactors.actor import PersistentActor, _Supervised
-from pyactors.errors import CheckpointNotFoundError, NodeFailedError, ResumeConflictError, WorkflowError
+from pyactors.errors import CheckpointNotFoundError, NodeFailedError, WorkflowError
 from pyactors.supervisor import Supervisor
-from pyactors.workflow._checkpoint import _VERSION, Checkpointer, NodeError, Snapshot, _ThreadLog, new_checkpoint_id
+from pyactors.workflow._checkpoint import Checkpointer, Head, NodeError, Snapshot
 
 if TYPE_CHECKING:
     from pyactors.supervisor import SupervisedRef, SupervisorRef
@@ -89,7 +89,7 @@ class _NodeRunner(_Supervised):
                 raise WorkflowError(msg)
             writes = dict(out or {})
             if not message.running.finish_one():
-                self.checkpointer._write_node_writes(
+                self.checkpointer.write_node_writes(
                     self.thread_id,
                     message.checkpoint_id,
                     self.node,
@@ -247,9 +247,15 @@ class CompiledWorkflow:
             raise CheckpointNotFoundError(msg)
         return snap
 
-    def get_history(self, thread_id: str) -> list[Snapshot]:
-        """Every checkpoint of the thread, forks included, newest first."""
-        return self.checkpointer.list(thread_id)
+    def get_history(self, thread_id: str, limit: int | None = None, before: str | None = None) -> list[Snapshot]:
+        """The thread's checkpoints, forks included, newest first (see `Checkpointer.list`).
+
+        Args:
+            thread_id: The thread.
+            limit: At most this many (default: all); a page costs the same however long the thread is.
+            before: Start after this checkpoint id (the next page after its last).
+        """
+        return self.checkpointer.list(thread_id, limit=limit, before=before)
 
     def update_state(self, thread_id: str, values: Mapping[str, Any], as_node: str | None = None) -> Snapshot:
         """Write `values` into the thread's latest state (through the reducers) as a new checkpoint.
@@ -263,51 +269,42 @@ class CompiledWorkflow:
         if as_node is not None and as_node not in self.graph.nodes:
             msg = f"{self.graph.name}: update_state as unknown node {as_node!r}"
             raise WorkflowError(msg)
-        with self._claimed(thread_id):
-            log = self._loaded(thread_id)
-            cid = log.latest()
-            assert cid is not None
-            state, _, _ = log.materialise(cid)
-            changed = _merge(self.graph, state, [(as_node or "update_state", values)])
-            new_state = {**state, **changed}
-            rec = log.records[cid]
-            nxt = self.graph.successors(as_node, new_state) if as_node else _scheduled(rec)
+        with self.checkpointer.claim(thread_id):
+            head = self._loaded(thread_id)
+            changed = _merge(self.graph, head.state, [(as_node or "update_state", values)])
+            new_state = {**head.state, **changed}
+            rec = head.record
+            nxt = self.graph.successors(as_node, new_state) if as_node else rec.scheduled
             # Writes of nodes that finished in an unfinished superstep stay pending.
-            crashed = {} if as_node else log.writes.get(cid, {})
-            pending = {} if as_node else {**crashed, **rec["pending"]}
+            crashed = {} if as_node else head.writes
+            pending = {} if as_node else {**crashed, **rec.pending}
             new = self._checkpoint(
-                log,
-                parent=cid,
-                step=rec["step"] + 1,
+                thread_id,
+                head,
+                step=rec.step + 1,
                 values=changed,
                 nxt=nxt,
                 source="update",
                 pending=pending,
                 completed=list(crashed),
-                nodes=log.node_writes.get(cid, {}) if crashed else None,
+                nodes=head.node_writes if crashed else None,
             )
-            return log.snapshot(new)
+            return self.checkpointer.snapshot(new)
 
     # -- the engine -----------------------------------------------------------------
 
-    def _claimed(self, thread_id: str) -> _Claim:
-        return _Claim(self.checkpointer, thread_id)
-
-    def _loaded(self, thread_id: str) -> _ThreadLog:
-        log = self.checkpointer._load(thread_id)
-        damaged = log.newest_damaged()
-        if damaged is not None:
-            raise damaged
-        if not log.order:
+    def _loaded(self, thread_id: str, checkpoint_id: str | None = None) -> Head:
+        head = self.checkpointer.load_head(thread_id, checkpoint_id)
+        if head is None:
             msg = f"no workflow thread {thread_id!r}"
             raise CheckpointNotFoundError(msg)
-        return log
+        return head
 
     def _checkpoint(
         self,
-        log: _ThreadLog,
+        thread_id: str,
+        parent: Head | None,
         *,
-        parent: str | None,
         step: int,
         values: Mapping[str, Any],
         nxt: list[str],
@@ -317,33 +314,23 @@ class CompiledWorkflow:
         pending: Mapping[str, Any] | None = None,
         error: NodeError | None = None,
         meta: Mapping[str, Any] | None = None,
-    ) -> str:
+    ) -> Head:
         ready = set(self._runnable(list(nxt))) if nxt else set()
-        rec = {
-            "v": _VERSION,
-            "id": new_checkpoint_id(),
-            "parent": parent,
-            "step": step,
-            "full": parent is None,
-            "values": dict(values),
-            "appended": {},
-            "completed": list(completed or []),
-            "nodes": dict(nodes or {}),
+        return self.checkpointer.write_checkpoint(
+            thread_id,
+            parent,
+            step=step,
+            values=values,
             # A join still waiting for a predecessor is kept, but is not "next".
-            "next": [n for n in nxt if n in ready],
-            "waiting": [n for n in nxt if n not in ready],
-            "pending": dict(pending or {}),
-            "error": None
-            if error is None
-            else {
-                "node": error.node,
-                "exc_type": error.exc_type,
-                "message": error.message,
-                "traceback": error.traceback,
-            },
-            "meta": {"source": source, "created_at": time.time(), **(meta or {})},
-        }
-        return self.checkpointer._write_checkpoint(log, rec)
+            next=[n for n in nxt if n in ready],
+            waiting=[n for n in nxt if n not in ready],
+            completed=completed,
+            nodes=nodes,
+            pending=pending,
+            error=error,
+            source=source,
+            meta=meta,
+        )
 
     def _run(
         self,
@@ -355,65 +342,52 @@ class CompiledWorkflow:
         until: str | None = None,
     ) -> Snapshot:
         called = time.perf_counter()
-        with self._claimed(thread_id):
-            log = self.checkpointer._load(thread_id)
+        with self.checkpointer.claim(thread_id):
             if resume:
-                damaged = log.newest_damaged()
-                if from_id is None and damaged is not None:
-                    raise damaged  # name an older checkpoint_id to resume from it
-                base_id = from_id or log.latest()
-                if base_id is None or base_id not in log.records:
-                    msg = f"thread {thread_id!r} has no checkpoint {from_id!r}"
-                    raise CheckpointNotFoundError(msg)
-                base = log.records[base_id]
+                base = self._loaded(thread_id, from_id)  # a damaged newest raises: name an older checkpoint_id
+                rec = base.record
                 # Nodes that finished before a crash: their writes were recorded but no
                 # checkpoint lists them as completed yet. The resume checkpoint does.
-                crashed = log.writes.get(base_id, {}) if base_id == log.latest() else {}
-                pending = {**crashed, **base["pending"]} if base_id == log.latest() else {}
-                pending_nodes = dict(log.node_writes.get(base_id, {})) if crashed else {}
-                if not _scheduled(base) and base["error"] is None:
-                    return log.snapshot(base_id)  # finished: nothing to resume
-                source = "resume" if base_id == log.latest() else "fork"
+                crashed = base.writes
+                pending = {**crashed, **rec.pending} if base.is_latest else {}
+                if not rec.scheduled and rec.error is None:
+                    return self.checkpointer.snapshot(base)  # finished: nothing to resume
                 cur = self._checkpoint(
-                    log,
-                    parent=base_id,
-                    step=base["step"],
+                    thread_id,
+                    base,
+                    step=rec.step,
                     values={},
-                    nxt=_scheduled(base),
+                    nxt=rec.scheduled,
                     pending=pending,
                     completed=list(crashed),
-                    nodes=pending_nodes,
-                    source=source,
+                    nodes=base.node_writes,
+                    source="resume" if base.is_latest else "fork",
                 )
                 skip_interrupt = True
             else:
                 assert input is not None
-                latest = log.latest()
+                latest = self.checkpointer.load_head(thread_id)
                 if latest is None:
                     cur = self._checkpoint(
-                        log, parent=None, step=0, values=dict(input), nxt=[self.graph.entry], source="input"
+                        thread_id, None, step=0, values=dict(input), nxt=[self.graph.entry], source="input"
                     )
                 else:
-                    state, _, _ = log.materialise(latest)
-                    changed = _merge(self.graph, state, [("input", input)])
+                    changed = _merge(self.graph, latest.state, [("input", input)])
                     cur = self._checkpoint(
-                        log,
-                        parent=latest,
-                        step=log.records[latest]["step"] + 1,
+                        thread_id,
+                        latest,
+                        step=latest.record.step + 1,
                         values=changed,
                         nxt=[self.graph.entry],
                         source="input",
                     )
                 pending = {}
                 skip_interrupt = False
-            state, _, node_states = log.materialise(cur)
-            run = _Run(self, thread_id, node_states)
+            run = _Run(self, thread_id, cur.node_states)
             try:
                 return self._loop(
-                    log,
                     run,
                     cur,
-                    dict(state),
                     pending=pending,
                     skip_interrupt=skip_interrupt,
                     until=until,
@@ -436,25 +410,24 @@ class CompiledWorkflow:
 
     def _loop(
         self,
-        log: _ThreadLog,
         run: _Run,
-        cur: str,
-        state: State,
+        cur: Head,
         *,
         pending: dict[str, Any],
         skip_interrupt: bool,
         until: str | None,
         resume_called: float | None,
     ) -> Snapshot:
-        nxt = _scheduled(log.records[cur])
-        step = log.records[cur]["step"]
+        nxt = cur.record.scheduled
+        step = cur.record.step
+        state = dict(cur.state)
         while nxt:
             runnable = self._runnable(nxt)
             if until in runnable or (not skip_interrupt and self.interrupt_before & set(runnable)):
-                return log.snapshot(cur)
+                return self.checkpointer.snapshot(cur)
             skip_interrupt = False
             to_run = [n for n in runnable if n not in pending]
-            results = run.superstep(to_run, state, cur) if to_run else {}
+            results = run.superstep(to_run, state, cur.record.id) if to_run else {}
             if resume_called is not None and run.started:
                 self.last_recovery_ms = (run.started[0] - resume_called) * 1000
             failed = [results[n] for n in to_run if results[n].error is not None]
@@ -467,8 +440,8 @@ class CompiledWorkflow:
                 error = failed[0].error
                 assert error is not None
                 failed_at = self._checkpoint(
-                    log,
-                    parent=cur,
+                    run.thread_id,
+                    cur,
                     step=step,
                     values={},
                     nxt=nxt,
@@ -479,7 +452,7 @@ class CompiledWorkflow:
                     error=error,
                 )
                 msg = f"{self.graph.name}: node {error.node!r} failed: {error.exc_type}: {error.message}"
-                raise NodeFailedError(msg, log.snapshot(failed_at))
+                raise NodeFailedError(msg, self.checkpointer.snapshot(failed_at))
             changed = _merge(self.graph, state, [(n, writes[n]) for n in runnable])
             state.update(changed)
             following: list[str] = [n for n in nxt if n not in runnable]
@@ -492,8 +465,8 @@ class CompiledWorkflow:
                 meta["recovery_ms"] = self.last_recovery_ms
                 resume_called = None
             cur = self._checkpoint(
-                log,
-                parent=cur,
+                run.thread_id,
+                cur,
                 step=step,
                 values=changed,
                 nxt=nxt,
@@ -504,42 +477,14 @@ class CompiledWorkflow:
             )
             pending = {}
             if self.interrupt_after & set(runnable) and nxt:
-                return log.snapshot(cur)
-        return log.snapshot(cur)
-
-
-def _scheduled(rec: Mapping[str, Any]) -> list[str]:
-    """The nodes a checkpoint left to run: the next superstep's and the waiting joins."""
-    return [*rec["next"], *rec.get("waiting", [])]
-
-
-class _Claim:
-    """One run (or update) of a thread at a time."""
-
-    def __init__(self, checkpointer: Checkpointer, thread_id: str) -> None:
-        self.checkpointer, self.thread_id = checkpointer, thread_id
-
-    def __enter__(self) -> None:
-        if not self.checkpointer._claim(self.thread_id):
-            msg = f"workflow thread {self.thread_id!r} is already running or resuming"
-            raise ResumeConflictError(msg)
-
-    def __exit__(self, *exc: object) -> None:
-        self.checkpointer._release(self.thread_id)
+                return self.checkpointer.snapshot(cur)
+        return self.checkpointer.snapshot(cur)
 
 
 def unfinished(checkpointer: Checkpointer) -> list[str]:
     """The threads whose latest checkpoint is not final (interrupted, failed, or cut short by a crash).
 
-    A supervisor calls `resume()` on each after a restart.
+    Reads each thread's newest checkpoint record only. A supervisor calls `resume()` on
+    each after a restart.
     """
-    out = []
-    for thread_id in checkpointer.threads():
-        try:
-            snap = checkpointer.latest(thread_id)
-        except Exception:  # noqa: BLE001 - a damaged thread is unfinished too
-            out.append(thread_id)
-            continue
-        if snap is not None and not snap.is_final:
-            out.append(thread_id)
-    return out
+    return checkpointer.unfinished()
