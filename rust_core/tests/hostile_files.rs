@@ -3,8 +3,6 @@
 //! LOCK file under a live writer.
 #![allow(clippy::expect_used, clippy::unwrap_used)] // test code: a failed expectation is the test failing
 
-use std::sync::Arc;
-
 use pyactors_core::format::SEGMENT_HEADER_LEN;
 use pyactors_core::fs::{FileSystem, StdFs};
 use pyactors_core::{CoreError, Log, Options, RecoveryMode};
@@ -81,6 +79,7 @@ fn store_files_are_opened_without_following_a_symlink_and_must_be_regular_files(
 #[test]
 fn the_fault_layer_refuses_a_symlinked_active_segment_too() {
     use pyactors_core::fault::FaultFs;
+    use std::sync::Arc;
 
     let d = tmp("faultlink");
     let dir = d.path().join("store");
