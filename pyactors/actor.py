@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Protocol, Self
 import pykka
 from pykka import ActorDeadError, messages
 
-from pyactors.errors import ActorCrashedError, InvalidArgumentError, SerializationError, StoreIOError
+from pyactors.errors import (
+    ActorCrashedError,
+    InvalidArgumentError,
+    JournalRecordError,
+    SerializationError,
+    StoreIOError,
+)
 from pyactors.store import Kind, SegmentStore
 
 if TYPE_CHECKING:
@@ -89,6 +95,7 @@ _START: contextvars.ContextVar[_StartArgs | None] = contextvars.ContextVar("pyac
 # `asked` matters on replay: the exception of an asked message went to its caller, so
 # it is logged there, not treated as a crash (pykka's rule for asks).
 _PLAIN, _CALL, _SET = 0, 1, 2
+_SHAPES = {_PLAIN: 3, _CALL: 5, _SET: 4}  # the number of fields of an entry of each tag
 _MESSAGE, _TOLD = int(Kind.MESSAGE), int(Kind.TOLD)
 _JOURNAL_KINDS = [_MESSAGE, _TOLD]
 
@@ -111,18 +118,64 @@ def _encode(message: Any, *, asked: bool, dumps: Callable[[Any], bytes]) -> tupl
     return None
 
 
+class _Malformed(NamedTuple):
+    """A journal entry that is not one this module writes (see `_decode`)."""
+
+    reason: str
+
+
 def _decode(obj: Any) -> tuple[Any, bool, bool]:
     """Return a tagged journal entry's message, whether it was asked, and whether it is plain.
 
     A plain message goes straight to `on_receive` on replay: it is never one of
     pykka's own messages, which are journaled as proxy calls and sets or not at all.
+    An entry of the wrong shape (a store written by something else, or by hand) comes
+    back as a `_Malformed` message, which replay refuses instead of running.
     """
+    shaped = isinstance(obj, list | tuple) and len(obj) >= 3  # noqa: PLR2004
+    if not shaped or type(obj[0]) is not int or obj[0] not in _SHAPES or type(obj[1]) not in (bool, int):
+        return _Malformed("not a tagged journal entry [tag, asked, ...]"), False, False
     tag, asked = obj[0], bool(obj[1])
-    if tag == _CALL:
-        return messages.ProxyCall(attr_path=tuple(obj[2]), args=tuple(obj[3]), kwargs=dict(obj[4])), asked, False
+    if len(obj) != _SHAPES[tag]:
+        return _Malformed(f"a tag-{tag} entry has {_SHAPES[tag]} fields, this one {len(obj)}"), asked, False
+    if tag == _PLAIN:
+        return obj[2], asked, True
+    return _proxy_message(tag, obj), asked, False
+
+
+def _proxy_message(tag: int, obj: list[Any] | tuple[Any, ...]) -> Any:
+    """Return the pykka message of a tagged proxy call or set (a `_Malformed` if it is not one)."""
+    path = obj[2]
+    if not isinstance(path, list | tuple) or not path or not all(isinstance(name, str) for name in path):
+        return _Malformed("its attribute path is not a list of names")
     if tag == _SET:
-        return messages.ProxySetAttr(attr_path=tuple(obj[2]), value=obj[3]), asked, False
-    return obj[2], asked, True
+        return messages.ProxySetAttr(attr_path=tuple(path), value=obj[3])
+    args, kwargs = obj[3], obj[4]
+    named = isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs)
+    if not isinstance(args, list | tuple) or not named:
+        return _Malformed("its arguments are not a list and a dict of names")
+    return messages.ProxyCall(attr_path=tuple(path), args=tuple(args), kwargs=dict(kwargs))
+
+
+def _refusal(actor: object, message: messages.ProxyCall | messages.ProxySetAttr) -> str | None:
+    """Why the actor's proxy could not have sent this call or set (None: it could).
+
+    pykka's rules for what a proxy exposes: no name that starts with ``_`` (private
+    and dunder names) nor ``actor_ref``; an attribute is gone *through* only if it is
+    marked traversable (`pykka.traversable`); only a callable is called.
+    """
+    path = message.attr_path
+    for name in path:
+        if name.startswith("_") or name == "actor_ref":
+            return f"{name!r} is not exposed by the proxy"
+    target = actor
+    for depth, name in enumerate(path[:-1], 1):
+        target = getattr(target, name, None)
+        if not any(getattr(target, marker, False) is True for marker in ("_pykka_traversable", "pykka_traversable")):
+            return f"{'.'.join(path[:depth])!r} is not traversable"
+    if isinstance(message, messages.ProxyCall) and not callable(getattr(target, path[-1], None)):
+        return f"{'.'.join(path)!r} is not a method"
+    return None
 
 
 def _backlog(
@@ -147,6 +200,14 @@ _WATERMARK = struct.Struct("<Q")
 
 
 def _snapshot_watermark(payload: bytes) -> int:
+    """Return a snapshot payload's watermark.
+
+    Raises:
+        SerializationError: The payload is too short to hold one.
+    """
+    if len(payload) < _WATERMARK.size:
+        msg = f"a snapshot of {len(payload)} bytes holds no {_WATERMARK.size}-byte watermark"
+        raise SerializationError(msg)
     watermark: int = _WATERMARK.unpack_from(payload)[0]
     return watermark
 
@@ -483,6 +544,10 @@ class PersistentActor(_Supervised):
         # its checks for pykka's own message types (see `_decode`).
         on_receive, dispatch, handled = self.on_receive, super()._handle_receive, self._handled
         for seq, message, asked, plain in backlog:
+            if not plain and (refused := self._refused(seq, message)) is not None:
+                logger.error("%s: %s", self, refused)
+                handled(seq, False)
+                continue
             try:
                 on_receive(message) if plain else dispatch(message)
             except Exception:  # pykka's handling of a failed tell or ask
@@ -496,6 +561,11 @@ class PersistentActor(_Supervised):
                 logger.warning("%s: replayed ask #%d raised; its caller is gone", self, seq, exc_info=True)
             handled(seq, False)
         return True
+
+    def _refused(self, seq: int, message: Any) -> JournalRecordError | None:
+        """The error for a journaled call or set that replay must not run (None: run it)."""
+        reason = message.reason if isinstance(message, _Malformed) else _refusal(self, message)
+        return None if reason is None else JournalRecordError(self.persistence_id, seq, reason)
 
     def _handle_receive(self, message: Any) -> Any:
         current, self._inbox.current = self._inbox.current, None

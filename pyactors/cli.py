@@ -233,6 +233,23 @@ class _ProgressBar:
             self.bar.stop()
 
 
+def _shown(text: str) -> str:
+    """Return `text` as a terminal may print it.
+
+    A stream id or reason with control or format characters (escape sequences, bidi
+    overrides: a hostile store) is shown escaped, as a quoted Python literal, never raw.
+    """
+    return text if text.isprintable() else ascii(text)
+
+
+def _torn_tail(opened: Any) -> str:
+    """The line of text that reports what an open found past the active segment's last record."""
+    return (
+        f"open: torn tail of {opened.truncated_bytes:,} bytes ({opened.dropped_records} records) after the last "
+        "valid record of the active segment, left in place (the writer's next open truncates it)"
+    )
+
+
 def _damage_list(damaged: Any) -> list[dict[str, Any]]:
     return [{"path": d.path, "offset": d.offset, "length": d.length, "reason": d.reason} for d in damaged]
 
@@ -268,8 +285,8 @@ def _inspect(args: argparse.Namespace) -> int:
             f"{store.path}: {report.segments} segments, {report.bytes:,} bytes, {report.records:,} records, "
             f"{len(streams)} streams, payloads {raw:,} B raw / {stored:,} B stored "
             f"({raw / stored if stored else 1:.2f}x)",
-            f"open: truncated {opened.truncated_bytes} bytes ({opened.dropped_records} records), "
-            f"rebuilt indexes {len(opened.rebuilt_indexes)}",
+            _torn_tail(opened) if opened.truncated_bytes else "open: no torn tail",
+            f"open: rebuilt indexes {len(opened.rebuilt_indexes)}",
         ]
         lines.append(
             f"{'stream':<32} {'kind':<12} {'live':>8} {'dead':>8} {'stored':>12} {'ratio':>6}  snapshot/backlog"
@@ -281,10 +298,10 @@ def _inspect(args: argparse.Namespace) -> int:
             )
             for i, (kind, k) in enumerate(entry["kinds"].items()):
                 lines.append(
-                    f"{entry['stream'] if i == 0 else '':<32} {kind:<12} {k['live']:>8,} {k['dead']:>8,} "
+                    f"{_shown(entry['stream']) if i == 0 else '':<32} {kind:<12} {k['live']:>8,} {k['dead']:>8,} "
                     f"{k['stored_bytes']:>12,} {k['compression_ratio']:>5.2f}x{extra if i == 0 else ''}"
                 )
-        lines.extend(f"DAMAGED {d.path} at {d.offset}: {d.reason}" for d in report.damaged)
+        lines.extend(f"DAMAGED {d.path} at {d.offset}: {_shown(d.reason)}" for d in report.damaged)
         return {
             "path": store.path,
             "segments": report.segments,
@@ -307,8 +324,11 @@ def _inspect(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     def work(store: Any, progress: _ProgressBar) -> dict[str, Any]:
         report = store.verify(progress)
+        opened = store.open_report
         text = [f"{store.path}: {report.segments} segments, {report.records:,} valid records, {report.bytes:,} bytes"]
-        text += [f"DAMAGED {d.path} at byte {d.offset} ({d.length} bytes): {d.reason}" for d in report.damaged]
+        if opened.truncated_bytes:  # a crash's cut write: not damage, but shown
+            text.append(_torn_tail(opened))
+        text += [f"DAMAGED {d.path} at byte {d.offset} ({d.length} bytes): {_shown(d.reason)}" for d in report.damaged]
         text.append("ok" if report.ok else f"{len(report.damaged)} damaged range(s)")
         return {
             "path": store.path,
@@ -316,6 +336,7 @@ def _verify(args: argparse.Namespace) -> int:
             "segments": report.segments,
             "records": report.records,
             "bytes": report.bytes,
+            "torn_tail": {"bytes": opened.truncated_bytes, "records": opened.dropped_records},
             "damaged": _damage_list(report.damaged),
             "text": "\n".join(text),
             "exit": EXIT_OK if report.ok else EXIT_FAILED,

@@ -18,6 +18,7 @@ __all__ = [
     "CorruptSegmentError",
     "FormatVersionError",
     "InvalidArgumentError",
+    "JournalRecordError",
     "NodeFailedError",
     "PyActorsError",
     "RestartIntensityError",
@@ -156,6 +157,31 @@ class StoreIOError(StoreError, OSError):
     `errno.ENOSPC`. A failed append leaves the store readable and consistent,
     and nothing acknowledged before it is lost.
     """
+
+
+class JournalRecordError(PyActorsError):
+    """A journaled message that replay refuses to run; it is skipped, logged, never executed.
+
+    A journal entry must be one this library writes: a told or asked message, or a
+    proxy call or attribute set whose attribute path the actor's proxy exposes
+    (pykka's rules: no name starting with ``_``, no ``actor_ref``, only traversable
+    attributes gone through, only callables called). Anything else (a store written
+    by another program, edited by hand, or hostile) is refused on restore: the actor
+    logs this error at ERROR on the ``pyactors.actor`` logger, counts the entry as
+    handled and goes on with the next one. The record itself stays in the store.
+
+    Attributes:
+        persistence_id: The actor's stream.
+        seq: The refused record's sequence number.
+        reason: What is wrong with it.
+    """
+
+    def __init__(self, persistence_id: str, seq: int, reason: str) -> None:
+        """Describe the refused record `seq` of `persistence_id`."""
+        super().__init__(f"journal record #{seq} of {persistence_id!r} refused, not replayed: {reason}")
+        self.persistence_id = persistence_id
+        self.seq = seq
+        self.reason = reason
 
 
 class ActorCrashedError(PyActorsError, pykka.ActorDeadError):

@@ -74,8 +74,10 @@ class MsgpackSerializer:
 
     Accepts `None`, `bool`, `int`, `float`, `str`, `bytes`, lists, tuples (read
     back as lists) and dicts of these; anything else raises
-    `SerializationError` instead of being pickled. Decoding never runs code, so
-    this is the serializer for stores that may hold untrusted bytes. Needs the
+    `SerializationError` instead of being pickled. Decoding never runs code, and
+    an actor's journal replays only the proxy calls its proxy exposes
+    (`JournalRecordError` for the rest), so this is the serializer for stores that
+    may hold untrusted bytes (docs/RELIABILITY.md, "Untrusted data"). Needs the
     ``msgpack`` package (``pip install pyactors-durable[msgpack]``).
     """
 

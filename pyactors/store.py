@@ -309,6 +309,9 @@ class SegmentStore:
         auth_key: bytes | None = None,
         cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if serializer is not None and not isinstance(serializer, Serializer):
+            msg = f"serializer must have name, dumps and loads (a Serializer), got {type(serializer).__name__}"
+            raise InvalidArgumentError(msg)
         self._log = _core.SegmentLog(
             os.fspath(path),
             durability=durability,

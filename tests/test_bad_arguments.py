@@ -58,6 +58,13 @@ def test_an_out_of_range_option_is_invalid_argument_naming_it(tmp_path: Path, op
     SegmentStore(tmp_path / "s").close()
 
 
+@pytest.mark.parametrize("serializer", [5, "pickle", object()])
+def test_a_serializer_that_is_not_one_is_refused_before_the_store_is_opened(tmp_path: Path, serializer: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"^serializer must have name, dumps and loads"):
+        SegmentStore(tmp_path / "s", serializer=serializer)
+    assert not (tmp_path / "s").exists()
+
+
 def _calls(store: SegmentStore) -> list[tuple[str, Callable[[], object]]]:
     return [
         ("kind", lambda: store.append("a", b"x", kind=HUGE)),

@@ -126,3 +126,40 @@ def test_progress_bar_is_drawn_on_stderr_when_asked_and_never_pollutes_stdout(tm
         out = _cli("verify", str(tmp_path / "s"), "--progress", mode)
         assert out.returncode == 0
         assert out.stderr == ""
+
+
+def test_verify_and_inspect_show_a_torn_tail_and_leave_it_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    with SegmentStore(path) as store:
+        for i in range(5):
+            store.append("a", b"record %d " % i * 30)
+    active = segment_files(path)[-1]
+    data = active.read_bytes()
+    last = frames(data)[-1]
+    active.write_bytes(data[: last.end - 3])  # a crash's cut write: the last record lacks 3 bytes
+    cut = last.end - 3 - last.pos
+    out = _cli("verify", str(path), "--json")
+    assert out.returncode == 0, out.stderr  # a torn tail is not damage
+    assert json.loads(out.stdout)["torn_tail"] == {"bytes": cut, "records": 1}
+    text = _cli("verify", str(path)).stdout
+    assert f"torn tail of {cut:,} bytes (1 records)" in text
+    assert text.rstrip().endswith("ok")
+    assert f"torn tail of {cut:,} bytes" in _cli("inspect", str(path)).stdout
+    assert active.read_bytes() == data[: last.end - 3]  # read-only: nothing repaired
+
+
+def test_inspect_escapes_stream_ids_a_terminal_would_act_on(tmp_path: Path) -> None:
+    path = tmp_path / "s"
+    hostile = ["\x1b[2J\x1b[31mred", "right\u202eleft", "bell\a"]
+    with SegmentStore(path) as store:
+        for stream in [*hostile, "plain-id"]:
+            store.append(stream, b"x")
+    out = _cli("inspect", str(path))
+    assert out.returncode == 0, out.stderr
+    assert not any(c in out.stdout for c in "\x1b\u202e\a")
+    for stream in hostile:
+        assert ascii(stream) in out.stdout
+    assert "plain-id" in out.stdout and "'plain-id'" not in out.stdout
+    # JSON escapes them by itself and gives them back exactly.
+    report = json.loads(_cli("inspect", str(path), "--json").stdout)
+    assert sorted(s["stream"] for s in report["streams"]) == sorted([*hostile, "plain-id"])

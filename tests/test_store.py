@@ -390,7 +390,7 @@ def test_invalid_stream_id_raises_invalid_argument_and_writes_nothing(
     assert s.verify().records == 2
 
 
-@pytest.mark.parametrize("kind", [0, 4])
+@pytest.mark.parametrize("kind", [0, 4, 7, 64, 127])
 def test_reserved_kind_raises_invalid_argument_and_writes_nothing(store: SegmentStore, kind: int) -> None:
     store.append("s", b"before")
     before = _state(store)

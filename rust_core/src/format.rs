@@ -31,6 +31,10 @@ pub const MAC_LEN: usize = 32;
 pub const MIN_KEY_LEN: usize = 16;
 /// Record kind of tombstones (written by prune/delete_stream, never by users).
 pub const KIND_TOMBSTONE: u8 = 4;
+/// The first record kind kept for future formats (7-127: refused on append).
+pub const FIRST_RESERVED_KIND: u8 = 7;
+/// The first record kind free for applications (`Kind.user(0)`; 128-255).
+pub const FIRST_USER_KIND: u8 = 128;
 /// Tombstone target meaning "every kind" (delete_stream).
 pub const TOMBSTONE_ALL_KINDS: u8 = 0;
 /// Bytes of a tombstone payload: `{ target_kind u8 | upto_seq u64 }`.

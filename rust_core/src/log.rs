@@ -25,9 +25,9 @@ use crate::error::{CoreError, IoContext, Result};
 use crate::format::{
     decode_entries, decode_index_header, decode_manifest, decode_segment_header, decode_summary, encode_index,
     encode_manifest, encode_segment_header, encode_tombstone, index_name, parse_name, segment_name, Entry, HeaderError,
-    IndexSummary, Manifest, FLAG_BATCH_MORE, FLAG_ZSTD, FORMAT_VERSION, INDEX_ENTRY_LEN, INDEX_HEADER_LEN,
-    INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE, MAX_PAYLOAD, MAX_STREAM_LEN,
-    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
+    IndexSummary, Manifest, FIRST_RESERVED_KIND, FIRST_USER_KIND, FLAG_BATCH_MORE, FLAG_ZSTD, FORMAT_VERSION,
+    INDEX_ENTRY_LEN, INDEX_HEADER_LEN, INDEX_SUFFIX, KEY_ID_AT, KIND_TOMBSTONE, LOCK_FILE, MAC_LEN, MANIFEST_FILE,
+    MAX_PAYLOAD, MAX_STREAM_LEN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX, TOMBSTONE_ALL_KINDS,
 };
 use crate::fs::{ClosedFile, FileSystem, Handle, LockGuard, LockHeld, StdFs};
 use crate::index::{Index, Loc, StreamIdx};
@@ -473,10 +473,17 @@ fn check_stream(stream: &str) -> Result<()> {
     Ok(())
 }
 
-/// Validate a record kind given by a caller.
+/// Validate a record kind given by a caller: 0, the tombstone (4) and the kinds kept for
+/// future formats (7-127) are refused; 1-3, 5, 6 and the user kinds 128-255 are written.
 fn check_kind(kind: u8) -> Result<()> {
     if kind == 0 || kind == KIND_TOMBSTONE {
         return Err(CoreError::InvalidArgument(format!("record kind {kind} is reserved")));
+    }
+    if (FIRST_RESERVED_KIND..FIRST_USER_KIND).contains(&kind) {
+        return Err(CoreError::InvalidArgument(format!(
+            "record kind {kind} is reserved for future formats ({FIRST_RESERVED_KIND}-{}); user kinds are {FIRST_USER_KIND}-255",
+            FIRST_USER_KIND - 1
+        )));
     }
     Ok(())
 }

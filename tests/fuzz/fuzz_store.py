@@ -9,7 +9,10 @@ with `SegmentStore`, strict and then tolerant, reads everything, verifies, compa
 appends; the only exceptions allowed out are the documented ones of `pyactors.errors`.
 `check_arguments` then opens a store with option values drawn from the input and calls
 every method with arguments drawn from it (huge, negative, NaN...): only
-`InvalidArgumentError` may come out, and nothing is written. Anything else, or a broken
+`InvalidArgumentError` may come out, and nothing is written. `check_journal` decodes the
+input as msgpack and takes it for an actor's journal entry: replay's checks
+(`pyactors.actor`) refuse it or let it reach only a public, traversable path, and running
+what they let through never reaches a private attribute. Anything else, or a broken
 property, is a crash.
 
 Run by ``make fuzz`` (``python tests/fuzz/fuzz_store.py CORPUS_DIR -max_total_time=N``);
@@ -29,6 +32,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pykka
+
 if __name__ == "__main__":  # `make fuzz`: coverage feedback from the pyactors modules
     import atheris
 
@@ -43,9 +48,10 @@ from pyactors import (
     MsgpackSerializer,
     SegmentStore,
 )
+from pyactors.actor import _decode, _Malformed, _refusal
 from pyactors.errors import SerializationError
 
-__all__ = ["check", "check_arguments", "main", "unpack"]
+__all__ = ["check", "check_arguments", "check_journal", "main", "unpack"]
 
 _FILE = struct.Struct("<BQH")
 _MAX_FILES = 8
@@ -211,6 +217,60 @@ def _use(store: SegmentStore) -> None:
     assert snapshot is not None and snapshot.payload == b"p" * 600
 
 
+class _Reached(Exception):
+    """A private attribute of `_Sandbox` ran: replay's checks let through what they must not."""
+
+
+@pykka.traversable
+class _Inner:
+    count = 0
+
+    def ok(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def _secret(self, *args: Any, **kwargs: Any) -> None:
+        raise _Reached
+
+
+class _Sandbox:
+    """Stands in for an actor: public, private and traversable attributes."""
+
+    label = "x"
+    plain = object()
+
+    def __init__(self) -> None:
+        self.inner = _Inner()
+
+    def ok(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def _private(self, *args: Any, **kwargs: Any) -> None:
+        raise _Reached
+
+
+def check_journal(data: bytes) -> None:
+    """Take `data` (msgpack) for a journal entry; what replay accepts reaches only public names."""
+    try:
+        entry = _SAFE.loads(data)
+    except SerializationError:
+        return
+    message, _, plain = _decode(entry)
+    if plain or isinstance(message, _Malformed):
+        return
+    sandbox = _Sandbox()
+    if _refusal(sandbox, message) is not None:
+        return
+    assert not any(name.startswith("_") for name in message.attr_path), message
+    target: Any = sandbox
+    for name in message.attr_path[:-1]:
+        target = getattr(target, name)
+    if isinstance(message, pykka.messages.ProxySetAttr):
+        setattr(target, message.attr_path[-1], message.value)
+        return
+    with contextlib.suppress(TypeError):  # wrong arguments for a public method: its own error
+        getattr(target, message.attr_path[-1])(*message.args, **message.kwargs)
+
+
 def main() -> None:
     """Run atheris over `check` and `check_arguments` with libFuzzer's command-line arguments."""
     import atheris
@@ -218,6 +278,7 @@ def main() -> None:
     def both(data: bytes) -> None:
         check(data)
         check_arguments(data)
+        check_journal(data)
 
     atheris.Setup(sys.argv, both)
     atheris.Fuzz()

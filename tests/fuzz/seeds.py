@@ -6,7 +6,8 @@ cargo fuzz targets ``decode``, ``roundtrip`` and ``open_dir`` and the atheris ta
 files, compressed and raw payloads, tombstones, a compaction) packed in the format that
 ``fuzz_store.unpack`` reads, plus their segment and index files one by one, and each
 store again with its active segment's header zeroed (a lost first page: damage that a
-strict open refuses and a tolerant one skips).
+strict open refuses and a tolerant one skips), and actor journal entries as msgpack
+(`JOURNAL_SEEDS`: what the library writes and what replay must refuse).
 """
 
 from __future__ import annotations
@@ -17,9 +18,26 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pyactors import Kind, SegmentStore
+from pyactors import Kind, MsgpackSerializer, SegmentStore
 
-__all__ = ["main", "pack", "stores", "zero_active_header"]
+__all__ = ["JOURNAL_SEEDS", "main", "pack", "stores", "zero_active_header"]
+
+#: Journal entries (see `pyactors.actor`): proxy calls and sets through public,
+#: traversable, private and dunder paths, and entries of the wrong shape.
+JOURNAL_SEEDS: list[object] = [
+    [0, True, "an ask"],
+    [1, False, ["ok"], [1, "two"], {"k": 3}],
+    [1, False, ["inner", "ok"], [], {}],
+    [1, True, ["inner", "_secret"], [], {}],
+    [1, False, ["_private"], [], {}],
+    [1, False, ["__class__", "__init__"], [], {}],
+    [1, False, ["plain", "__reduce__"], [], {}],
+    [2, False, ["label"], "y"],
+    [2, False, ["inner", "count"], 7],
+    [2, False, ["__dict__"], {}],
+    [1, False],
+    [7, False, ["ok"], [], {}],
+]
 
 _MAX_FILE = 0xFFFF
 
@@ -81,6 +99,8 @@ def main() -> None:
             for _, content in files:
                 put("decode", content)
                 put("decode", content[32:])  # records at offset 0
+    for entry in JOURNAL_SEEDS:
+        put("store", MsgpackSerializer().dumps(entry))
     for i in range(8):
         put("roundtrip", bytes(range(i * 16, i * 16 + 40)) + b"stream-" + bytes([i]) * (i * 40))
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fuzz_store
 import pytest
-from fuzz_store import check, unpack
+from fuzz_store import check, check_journal, unpack
+from seeds import JOURNAL_SEEDS
+
+from pyactors import MsgpackSerializer
 
 DATA = Path(__file__).parent.parent / "data" / "fuzz"
 INPUTS = sorted((DATA / "store").iterdir()) + sorted((DATA / "open_dir").iterdir())
@@ -29,3 +33,15 @@ def test_unpack_reads_the_documented_layout() -> None:
     data = bytes([0]) + bytes([0]) + (7).to_bytes(8, "little") + (3).to_bytes(2, "little") + b"abc"
     data += bytes([1]) + (7).to_bytes(8, "little") + (9).to_bytes(2, "little") + b"xy"  # cut short
     assert unpack(data) == [("00000000000000000007.seg", b"abc"), ("00000000000000000007.idx", b"xy")]
+
+
+@pytest.mark.parametrize("entry", JOURNAL_SEEDS, ids=repr)
+def test_journal_seeds_pass_the_replay_checks(entry: object) -> None:
+    check_journal(MsgpackSerializer().dumps(entry))
+
+
+def test_the_journal_check_catches_replay_that_lets_a_private_call_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The property can fail: with replay's refusal switched off, the private call runs.
+    monkeypatch.setattr(fuzz_store, "_refusal", lambda _actor, _message: None)
+    with pytest.raises((AssertionError, fuzz_store._Reached)):
+        check_journal(MsgpackSerializer().dumps([1, False, ["inner", "_secret"], [], {}]))
