@@ -301,6 +301,12 @@ fn invalid_arguments_write_nothing() {
     assert!(matches!(log.append(&"s".repeat(256), 2, b"x"), Err(CoreError::InvalidArgument(_))));
     assert!(matches!(log.append("s", 0, b"x"), Err(CoreError::InvalidArgument(_))));
     assert!(matches!(log.append("s", 4, b"x"), Err(CoreError::InvalidArgument(_))));
+    for reserved in [7, 64, 127] {
+        assert!(matches!(log.append("s", reserved, b"x"), Err(CoreError::InvalidArgument(_))));
+    }
+    assert!(log.append("s", 128, b"user").is_ok());
+    assert!(log.append("s", 6, b"told").is_ok());
+    log.delete_stream("s").expect("delete");
     assert!(log.streams().expect("streams").is_empty());
     assert!(matches!(
         Log::open(d.path().join("x"), Options { segment_bytes: 10, ..Options::default() }),
