@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import types
@@ -156,6 +157,32 @@ def test_check_fails_the_run_on_a_missed_target_and_only_then(
     assert ("--check: 1 target(s) missed: one below two" in capsys.readouterr().out) == (check and not met)
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [t["met"] for t in doc["targets"]] == [met]
+
+
+def test_a_run_in_process_leaves_the_callers_logging_levels_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sections crash actors on purpose and are kept quiet, but only while they run: a test
+    # or program that ran the suite in its process still gets pyactors' ERROR records.
+    seen: list[int] = []
+    area = _one_target_area(met=True)
+    measure = area.SECTIONS["section"]
+
+    def section(cfg: Any, tmp: str) -> None:
+        seen.append(logging.getLogger("pyactors").level)
+        measure(cfg, tmp)
+
+    area.SECTIONS = {"section": section}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "one_target_area", area)
+    monkeypatch.setattr(bench, "AREAS", {"fake": "one_target_area"})
+    logging.getLogger("pyactors").setLevel(logging.INFO)
+    try:
+        assert bench.run(quick=True, out=str(tmp_path / "out"), progress=False) == 0
+        assert seen == [logging.CRITICAL]
+        assert logging.getLogger("pyactors").level == logging.INFO
+        assert logging.getLogger("pykka").level == logging.NOTSET
+    finally:
+        logging.getLogger("pyactors").setLevel(logging.NOTSET)
 
 
 def test_report_states_a_missed_target_plainly() -> None:

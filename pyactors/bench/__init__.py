@@ -128,6 +128,24 @@ def _unknown(only: Sequence[str], sections: dict[str, list[str]]) -> list[str]:
     return bad
 
 
+@contextlib.contextmanager
+def _quiet(*names: str) -> Iterator[None]:
+    """Silence these loggers below CRITICAL while the sections run, then restore their levels.
+
+    Some sections crash actors on purpose: their tracebacks stay off the output, and a
+    caller in the same process (a test, an embedding program) keeps its logging as it was.
+    """
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
 def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: bool = True, check: bool = False) -> int:
     """Run the suite and write ``results.json``, ``REPORT.md`` and the plots into `out`.
 
@@ -150,9 +168,6 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
         print(f"pyactors bench: --only {', '.join(bad)}: no such area (areas: {', '.join(AREAS)})", flush=True)
         return 2
     os.makedirs(out, exist_ok=True)
-    # Some sections crash actors on purpose: keep their tracebacks off the output.
-    for name in ("pykka", "pyactors"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     started = time.time()
     load_before = os.getloadavg()
     plan: list[tuple[str, str, Callable[[Any, str], None], Any]] = []
@@ -181,7 +196,7 @@ def run(*, quick: bool, out: str, only: Sequence[str] | None = None, progress: b
     print(f"pyactors bench ({'quick' if quick else 'full'}): {len(plan)} sections -> {out}", flush=True)
     tmp = tempfile.mkdtemp(prefix="pyactors-bench-")
     try:
-        with _progress(len(plan), progress) as step:
+        with _progress(len(plan), progress) as step, _quiet("pykka", "pyactors"):
             for area, section, fn, cfg in plan:
                 RESULTS.area = area
                 step(f"{area}.{section}")
