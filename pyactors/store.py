@@ -259,9 +259,13 @@ class SegmentStore:
             repairs (a torn tail is reported in `open_report` but left in place):
             a view of the store as it was at open, for tools and readers beside
             a live writer. Appending, pruning and compacting raise
-            `InvalidArgumentError`. A compaction by the writer may later remove
-            segments this view still refers to (reads then raise `StoreIOError`):
-            open again for a fresh view.
+            `InvalidArgumentError`. The view sees one consistent set of files
+            beside a writer that compacts: its open starts again if a compaction
+            removed a file it listed, it holds the newest 256 sealed segments
+            (and their index files) open while it lives, and its `verify` skips a
+            segment compacted away since. Only in a store of more sealed segments
+            may a read of an older one that a compaction removed since the open
+            raise `StoreIOError` (ENOENT): open again for a fresh view.
         serializer: The serializer the layers above use for this store
             (default: pickle protocol 5). The store itself stores bytes.
         auth_key: A secret of at least 16 bytes: every record written gets an

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from pyactors import Checkpointer, Record, Snapshot
 
 PAD = "p" * 2000
+BATCH_MORE = 0x04
+"""The record flag FLAG_BATCH_MORE (docs/FORMAT.md): more records of the same batch follow."""
 RUNS: Counter[int] = Counter()
 """Calls of the loop's node, by the `n` it saw."""
 
@@ -435,3 +437,18 @@ def test_appends_rebuilt_in_place_leave_a_list_two_keys_shared_alone(tmp_path: P
             {"a": [9, 1, 2, 3, 4, 5], "b": [9], "n": 5},
             {"a": [9, 1, 2, 3, 4], "b": [9], "n": 4},
         ]
+
+
+def test_every_base_is_written_in_one_batch_with_its_checkpoint(tmp_path: Path) -> None:
+    # A SIGKILL between a base and its checkpoint left a thread whose only record was a
+    # base (the crash harness found it: `threads()` listed it, `latest()` gave None). On
+    # disk, a base now carries the batch flag and its checkpoint follows it: an open drops
+    # a cut batch whole, so neither survives without the other.
+    _thread_of(tmp_path / "s", FULL_EVERY * 2 + 3)  # three bases: the input's and two rebases
+    records = [f for seg in segment_files(tmp_path / "s") for f in frames(seg.read_bytes()) if f.stream == "wf/t"]
+    bases = [i for i, f in enumerate(records) if f.kind == Kind.SNAPSHOT]
+    assert len(bases) == 3
+    for i in bases:
+        assert records[i].flags & BATCH_MORE, records[i]
+        assert records[i + 1].kind == Kind.CHECKPOINT and records[i + 1].seq == records[i].seq + 1
+        assert not records[i + 1].flags & BATCH_MORE

@@ -474,12 +474,12 @@ class Checkpointer:
 
     # -- storage, provided by subclasses -------------------------------------------------
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
-        """Store a record and return its seq; `whole` says it holds a whole state (a base)."""
+    def _append(self, thread_id: str, kind: int, payload: bytes) -> int:
+        """Store a record (compressed if worth it) and return its seq."""
         raise NotImplementedError
 
-    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
-        """Store (kind, payload) records all or none (uncompressed: they hold whole states)."""
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> builtins.list[int]:
+        """Store (kind, payload) records all or none (uncompressed: they hold whole states); their seqs."""
         raise NotImplementedError
 
     def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
@@ -809,16 +809,24 @@ class Checkpointer:
         dumps = self.serializer.dumps
         if rebase:
             base = dumps(encode_base(rec.id, state, completed, nodes))
-            # A base is written raw: zstd would cost ~0.5-1 ms per 100 KB of state on the
-            # path of the invoke. compact() compresses it later; restoring it skips decompression.
-            rec.base = self._append(thread_id, _BASE, base, whole=True)
+            # The base and its checkpoint are one batch: a crash leaves both or neither,
+            # never a thread whose only record is a base. Both are written raw: zstd would
+            # cost ~0.5-1 ms per 100 KB of state on the path of the invoke; compact()
+            # compresses them later, and restoring skips decompression.
+            rec.base = self._last_seq(thread_id) + 1  # the thread is claimed: nobody appends meanwhile
+            payload = dumps(rec.encode())
+            seqs = self._append_many(thread_id, [(_BASE, base), (_CP, payload)])
+            if seqs != [rec.base, rec.base + 1]:  # pragma: no cover - a second writer of a claimed thread
+                msg = f"records {seqs} of thread {thread_id!r} were written while it was claimed"
+                raise CheckpointCorruptError(thread_id, rec.id, msg)
+            rec.seq = seqs[1]
             chain: Chain = ((_BASE, base),)
             chain_bytes = 0
         else:
             assert parent is not None
             chain, chain_bytes = parent.chain, parent.chain_bytes
-        payload = dumps(rec.encode())
-        rec.seq = self._append(thread_id, _CP, payload)
+            payload = dumps(rec.encode())
+            rec.seq = self._append(thread_id, _CP, payload)
         newest_base = rec.base if rebase or parent is None else parent.newest_base
         return Head(
             thread_id,
@@ -993,12 +1001,12 @@ class FileCheckpointer(Checkpointer):
         """The segment store the checkpoints live in."""
         super().__init__(serializer or store.serializer)
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
-        return self.store.append(_stream(thread_id), payload, kind, compress=not whole)
+    def _append(self, thread_id: str, kind: int, payload: bytes) -> int:
+        return self.store.append(_stream(thread_id), payload, kind)
 
-    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> list[int]:
         stream = _stream(thread_id)
-        self.store.append_many([(stream, payload, kind) for kind, payload in records], compress=False)
+        return self.store.append_many([(stream, payload, kind) for kind, payload in records], compress=False)
 
     def _latest(self, thread_id: str, kind: int) -> tuple[int, bytes] | None:
         r = self.store.latest(_stream(thread_id), kind)
@@ -1045,14 +1053,13 @@ class MemoryCheckpointer(Checkpointer):
         self._seqs: dict[str, int] = {}
         self._guard = threading.Lock()
 
-    def _append(self, thread_id: str, kind: int, payload: bytes, *, whole: bool = False) -> int:
+    def _append(self, thread_id: str, kind: int, payload: bytes) -> int:
         with self._guard:
             return self._add(thread_id, kind, payload)
 
-    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> None:
+    def _append_many(self, thread_id: str, records: Iterable[tuple[int, bytes]]) -> list[int]:
         with self._guard:
-            for kind, payload in records:
-                self._add(thread_id, kind, payload)
+            return [self._add(thread_id, kind, payload) for kind, payload in records]
 
     def _add(self, thread_id: str, kind: int, payload: bytes) -> int:
         """Append one record under the guard; return its seq."""

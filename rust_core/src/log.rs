@@ -315,6 +315,11 @@ const MAX_COMMIT_DELAY: Duration = Duration::from_micros(500);
 /// even under a descriptor limit of 64.
 pub const OPEN_SEALED_SEGMENTS: usize = 32;
 
+/// Sealed segments a read-only view opens at its open and holds while it lives (the
+/// newest ones; 16 GiB of segments at the default size): a compaction by the writer
+/// that removes one of them later does not take it from the view.
+pub const VIEW_HELD_SEGMENTS: usize = 256;
+
 /// The open segment files: the active segment's, never closed before the log is, and
 /// the sealed segments read most recently, the least recently used closed first. A
 /// `Located` holds its own `Arc`, so a read in flight keeps its file open however long
@@ -322,12 +327,30 @@ pub const OPEN_SEALED_SEGMENTS: usize = 32;
 struct Handles {
     active: (u64, Handle),
     sealed: LruCache<u64, Handle>,
+    /// The index files a read-only view holds, by segment (empty for a writer).
+    indexes: HashMap<u64, Handle>,
 }
 
+/// A sealed segment a read-only view holds open: its base, its file, its index file
+/// (None: it has none, or it was damaged at open).
+type Held = (u64, Handle, Option<Handle>);
+
 impl Handles {
-    fn new(base: u64, file: Handle) -> Self {
-        let bound = NonZeroUsize::new(OPEN_SEALED_SEGMENTS).unwrap_or(NonZeroUsize::MIN);
-        Self { active: (base, file), sealed: LruCache::new(bound) }
+    /// The active segment's file and, for a read-only view, the sealed ones it holds.
+    fn new(base: u64, file: Handle, held: Vec<Held>) -> Self {
+        let bound = NonZeroUsize::new(OPEN_SEALED_SEGMENTS.max(held.len())).unwrap_or(NonZeroUsize::MIN);
+        let mut sealed = LruCache::new(bound);
+        let mut indexes = HashMap::new();
+        for (base, file, index) in held {
+            sealed.put(base, file);
+            indexes.extend(index.map(|i| (base, i)));
+        }
+        Self { active: (base, file), sealed, indexes }
+    }
+
+    /// The index file of sealed segment `base`, if this view holds it.
+    fn index(&self, base: u64) -> Option<Handle> {
+        self.indexes.get(&base).cloned()
     }
 
     fn get(&mut self, base: u64) -> Option<Handle> {
@@ -346,6 +369,7 @@ impl Handles {
     /// Close every file: the log is closing (see `ClosedFile`).
     fn close_all(&mut self) {
         self.sealed.clear();
+        self.indexes.clear();
         self.active.1 = Arc::new(ClosedFile);
     }
 
@@ -529,8 +553,10 @@ impl Log {
                 }
             })?)
         };
-        let (writer, index, mut report) = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts }.run()?;
-        let handles = Handles::new(writer.base, Arc::clone(&writer.file));
+        let recovery = Recovery { dir: &dir, fs: fs.as_ref(), opts: &opts };
+        let ((writer, index, mut report), held) =
+            if opts.read_only { recovery.run_beside_writer()? } else { (recovery.run()?, Vec::new()) };
+        let handles = Handles::new(writer.base, Arc::clone(&writer.file), held);
         let opts_cache_bytes = opts.cache_bytes;
         report.elapsed = started.elapsed();
         let inner = Arc::new(Inner {
@@ -1379,8 +1405,9 @@ impl Inner {
         };
         let path = self.dir.join(index_name(seg));
         let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
-        let ok = self.fs.open(&path, false).and_then(|h| h.read_exact_at(&mut buf, at)).is_ok()
-            && crc32c::crc32c(&buf) == crc;
+        let held = lock(&self.handles).index(seg);
+        let file = held.map_or_else(|| self.fs.open(&path, false), Ok);
+        let ok = file.and_then(|h| h.read_exact_at(&mut buf, at)).is_ok() && crc32c::crc32c(&buf) == crc;
         let entries = if ok { decode_entries(&buf) } else { Vec::new() };
         if ok && entries.iter().all(|e| e.within(seg_len)) {
             return Ok(entries);
@@ -1601,6 +1628,20 @@ impl Inner {
         Ok(report)
     }
 
+    /// Whether sealed segment `seg`, whose file (or index file) is gone, was compacted
+    /// away by the writer since this read-only view opened: the store's MANIFEST no longer
+    /// lists it. Its live records were copied forward, past what this view sees; a fresh
+    /// open sees them.
+    fn compacted_since_open(&self, seg: u64) -> bool {
+        if !self.opts.read_only {
+            return false;
+        }
+        let path = self.dir.join(MANIFEST_FILE);
+        let listed =
+            self.fs.open(&path, false).and_then(|h| read_all_io(&h)).ok().and_then(|b| decode_manifest(&b).ok());
+        listed.is_some_and(|m| seg < m.active && m.sealed.binary_search(&seg).is_err())
+    }
+
     fn verify(&self, progress: &mut dyn FnMut(u64, u64) -> bool) -> Result<VerifyReport> {
         let (sealed, active_base, active_end, total) = {
             let w = lock(&self.writer);
@@ -1615,7 +1656,12 @@ impl Inner {
                 break;
             }
             let path = self.seg_path(seg);
-            let h = self.handle(seg)?;
+            let h = match self.handle(seg) {
+                Err(CoreError::Io { source, .. }) if is_not_found(&source) && self.compacted_since_open(seg) => {
+                    continue
+                }
+                h => h?,
+            };
             let mut bytes = read_all(&h, &path)?;
             if let Some(end) = end {
                 bytes.truncate(end as usize);
@@ -1665,8 +1711,10 @@ impl Inner {
                 report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             }
             if end.is_none() {
-                if let Err(d) = check_index_file(self.fs.as_ref(), &self.dir, seg, bytes.len() as u64) {
-                    report.damaged.push(d);
+                match check_index_file(self.fs.as_ref(), &self.dir, seg, bytes.len() as u64) {
+                    Err((_, true)) if self.compacted_since_open(seg) => {}
+                    Err((d, _)) => report.damaged.push(d),
+                    Ok(()) => {}
                 }
             }
         }
@@ -1765,12 +1813,38 @@ fn write_file_atomically(fs: &dyn FileSystem, dir: &Path, path: &Path, bytes: &[
     fs.sync_dir(dir).at(dir)
 }
 
-/// Check an index file against its segment; `Err` describes the damage.
-fn check_index_file(fs: &dyn FileSystem, dir: &Path, seg: u64, seg_len: u64) -> std::result::Result<(), Damage> {
+/// How many times a read-only open starts again when the writer's compactions keep
+/// removing files under it (see `Recovery::run_beside_writer`).
+const VIEW_OPEN_ATTEMPTS: u32 = 16;
+
+/// Whether `e` is "no such file".
+fn is_not_found(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound
+}
+
+/// Whether `e` may come from a file that the writer removed meanwhile, rather than damage.
+fn raced(e: &CoreError) -> bool {
+    match e {
+        CoreError::Io { source, .. } => is_not_found(source),
+        CoreError::Corrupt { .. } => true,
+        _ => false,
+    }
+}
+
+/// Check an index file against its segment; `Err` describes the damage, and whether
+/// the file was not found.
+fn check_index_file(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    seg: u64,
+    seg_len: u64,
+) -> std::result::Result<(), (Damage, bool)> {
     let path = dir.join(index_name(seg));
-    let damage = |offset: u64, reason: String| Damage::new(&path, offset, 0, reason);
-    let bytes =
-        fs.open(&path, false).and_then(|h| read_all_io(&h)).map_err(|e| damage(0, format!("cannot read: {e}")))?;
+    let damage = |offset: u64, reason: String| (Damage::new(&path, offset, 0, reason), false);
+    let bytes = fs
+        .open(&path, false)
+        .and_then(|h| read_all_io(&h))
+        .map_err(|e| (Damage::new(&path, 0, 0, format!("cannot read: {e}")), is_not_found(&e)))?;
     let summary = parse_index(&bytes, seg).map_err(|(off, why)| damage(off, why))?;
     if summary.segment_len != seg_len {
         return Err(damage(24, format!("index says the segment is {} bytes, it is {seg_len}", summary.segment_len)));
@@ -1960,6 +2034,38 @@ impl Recovery<'_> {
             write_manifest(self.fs, self.dir, &live)?;
         }
         Ok((writer, index, report))
+    }
+
+    /// A read-only open races the writer: a compaction or a roll may remove a file this
+    /// open listed before it opens it. A failure that such a removal explains (a file not
+    /// found, a listed segment missing, bytes that no longer agree) while the MANIFEST
+    /// changed under the attempt is not damage: open again, from a fresh listing, up to
+    /// `VIEW_OPEN_ATTEMPTS` times. With the MANIFEST unchanged the error stands. Returns
+    /// what was recovered and the newest `VIEW_HELD_SEGMENTS` sealed segments, open.
+    fn run_beside_writer(&self) -> Result<(Recovered, Vec<Held>)> {
+        let path = self.dir.join(MANIFEST_FILE);
+        let manifest = || self.fs.open(&path, false).and_then(|h| read_all_io(&h)).ok();
+        let mut attempts = 1;
+        loop {
+            let before = manifest();
+            match self.run().and_then(|r| Ok((self.hold(&r.1)?, r))) {
+                Err(e) if attempts < VIEW_OPEN_ATTEMPTS && raced(&e) && manifest() != before => attempts += 1,
+                result => return result.map(|(held, r)| (r, held)),
+            }
+        }
+    }
+
+    /// Open the newest `VIEW_HELD_SEGMENTS` sealed segments of `index` and their index
+    /// files. A missing index file is left to be rebuilt when read, as in any open.
+    fn hold(&self, index: &Index) -> Result<Vec<Held>> {
+        let newest = index.sealed.keys().rev().take(VIEW_HELD_SEGMENTS);
+        newest
+            .map(|&seg| {
+                let path = self.dir.join(segment_name(seg));
+                let file = self.fs.open(&path, false).at(&path)?;
+                Ok((seg, file, self.fs.open(&self.dir.join(index_name(seg)), false).ok()))
+            })
+            .collect()
     }
 
     /// The manifest, if present and intact; a damaged one is reported (with the

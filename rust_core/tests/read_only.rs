@@ -7,7 +7,7 @@ use std::path::Path;
 use pyactors_core::{CoreError, Log, Options};
 
 mod common;
-use common::small;
+use common::{payload, small, tmp};
 
 fn read_only() -> Options {
     Options { read_only: true, ..small() }
@@ -86,4 +86,52 @@ fn a_read_only_open_repairs_nothing_on_disk_but_reports_what_it_would() {
     let missing = d.path().join("no-such-store");
     assert!(matches!(Log::open(&missing, read_only()), Err(CoreError::Io { .. })));
     assert!(!missing.exists(), "nor creates the directory");
+}
+
+/// Issue 14, item 5: a writer that prunes and compacts all the time, and read-only views
+/// opened, verified and read beside it. A view sees one consistent set of files: its
+/// open retries when a compaction removed a file it listed, it holds the sealed segments
+/// (and their index files) it opened, and its verify skips a segment compacted away
+/// since. No view may fail, report damage, or miss a record its own index lists.
+#[test]
+fn views_beside_a_compacting_writer_see_one_consistent_store_and_no_false_damage() {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    let d = tmp("views-compacting");
+    let dir = d.path().to_owned();
+    let writer = Log::open(&dir, small()).expect("open");
+    writer.append("s0", 2, b"first").expect("append");
+    let stop = Arc::new(AtomicBool::new(false));
+    let compactions = Arc::new(AtomicU32::new(0));
+    let background = {
+        let (stop, compactions) = (Arc::clone(&stop), Arc::clone(&compactions));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                writer.append(&format!("s{}", i % 5), 2, &payload(i)).expect("append");
+                i += 1;
+                if i.is_multiple_of(200) {
+                    for s in 0..5 {
+                        writer.prune(&format!("s{s}"), 2, 10).expect("prune");
+                    }
+                    writer.compact(0.1).expect("compact");
+                    compactions.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let mut views = 0;
+    while views < 300 || compactions.load(Ordering::Relaxed) < 100 {
+        let view = Log::open(&dir, read_only()).expect("a view opens beside a compacting writer");
+        let report = view.verify().expect("a view verifies beside a compacting writer");
+        assert!(report.damaged.is_empty(), "false damage: {:?}", report.damaged);
+        for stream in view.streams().expect("streams") {
+            let records = view.read(&stream, 0, None).expect("a view reads what its index lists");
+            assert!(records.windows(2).all(|w| w[0].seq < w[1].seq), "seqs of {stream} not rising");
+        }
+        views += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    background.join().expect("writer thread");
 }
