@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import difflib
 import inspect
 import logging
 import queue
@@ -40,7 +41,7 @@ from pyactors.errors import (
     SerializationError,
     StoreIOError,
 )
-from pyactors.store import Kind, SegmentStore
+from pyactors.store import Kind, SegmentStore, stream_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -261,6 +262,19 @@ class _DurableInbox:
             self._closed = True
 
 
+_START_KEYWORDS = ("persistence_id", "store")
+
+
+def _unexpected(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """The message for arguments that no constructor of actor class `name` took."""
+    if kwargs:
+        key = next(iter(kwargs))
+        hint = difflib.get_close_matches(key, _START_KEYWORDS, n=1)
+        also = f" (did you mean {hint[0]}=?)" if hint else ""
+        return f"{name}() got an unexpected keyword argument {key!r}{also}"
+    return f"{name}() takes no positional arguments, got {len(args)} (define __init__ to take them)"
+
+
 class _Supervised(pykka.ThreadingActor):
     """What every actor a `Supervisor` can own shares: telling it about its life.
 
@@ -272,18 +286,30 @@ class _Supervised(pykka.ThreadingActor):
     _crash: ExcInfo | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Pick up what the starter (a supervisor, or `start()`) handed over."""
+        """Pick up what the starter (a supervisor, or `start()`) handed over.
+
+        Raises:
+            TypeError: Arguments reached it that no constructor took (pykka's own
+                `Actor.__init__` would swallow them: a misspelt keyword must not).
+        """
+        if args or kwargs:
+            raise TypeError(_unexpected(type(self).__name__, args, kwargs))
         self._start_args = _START.get()
         self._hooks = self._start_args.hooks if self._start_args else None
         if self._hooks is not None:
             self._hooks.born(self)
-        super().__init__(*args, **kwargs)
+        super().__init__()
 
     @classmethod
     def _start_with(cls, start: _StartArgs, args: tuple[Any, ...], kwargs: dict[str, Any]) -> pykka.ActorRef[Self]:
         token = _START.set(start)
         try:
             return super().start(*args, **kwargs)
+        except AttributeError as exc:
+            if exc.name != "_actor_ref":
+                raise
+            msg = f"{cls.__name__}.__init__ must call super().__init__() (as every pykka actor's does)"
+            raise TypeError(msg) from None
         finally:
             _START.reset(token)
 
@@ -438,7 +464,16 @@ class PersistentActor(_Supervised):
         return cls._start_with(_StartArgs(persistence_id, store), args, kwargs)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Set up the durable inbox; subclasses call ``super().__init__()`` as in pykka."""
+        """Set up the durable inbox; subclasses call ``super().__init__()`` as in pykka.
+
+        Raises:
+            TypeError: Arguments reached it that no constructor took (a misspelt keyword).
+            InvalidArgumentError: No persistence id or store, an id that is too long or
+                starts with a reserved prefix (`pyactors.store.RESERVED_PREFIXES`), or
+                this id already runs.
+        """
+        if args or kwargs:
+            raise TypeError(_unexpected(type(self).__name__, args, kwargs))
         start = _START.get() or _StartArgs(None, None)
         pid = start.persistence_id or getattr(self, "persistence_id", None)
         store = None if start.managed else start.store or getattr(self, "store", None)
@@ -448,11 +483,14 @@ class PersistentActor(_Supervised):
         if not (start.managed or isinstance(store, SegmentStore)):
             msg = f"{type(self).__name__} needs a SegmentStore as store, got {store!r}"
             raise InvalidArgumentError(msg)
+        if not start.managed:
+            stream_of(pid, f"{type(self).__name__}'s persistence id")  # its stream: length, reserved prefixes
         self.persistence_id = pid
         self.store = store  # type: ignore[assignment]  # None only when managed by its owner
         self._watermark = 0
         self._snapshot_watermark = 0
         self._unsnapshotted = 0
+        self._snapshots_failing = 0
         self._last_snapshot_at = time.monotonic()
         key = (id(store), pid)
         with _LIVE_LOCK:
@@ -461,7 +499,7 @@ class PersistentActor(_Supervised):
                 msg = f"persistent actor {pid!r} is already running in this process"
                 raise InvalidArgumentError(msg)
             self._inbox = _DurableInbox(store, pid)
-            super().__init__(*args, **kwargs)
+            super().__init__()
             if store is not None:
                 _LIVE[key] = self
 
@@ -596,11 +634,33 @@ class PersistentActor(_Supervised):
         except SerializationError:
             if asked:
                 raise
-            logger.exception("%s: snapshot failed; the previous snapshot stays valid", self)
+            self._snapshot_failed(
+                "snapshot failed: its state cannot be serialized by the store's serializer "
+                "(make it serializable, or override snapshot() to return what is)"
+            )
         except StoreIOError:
             # Disk full or an I/O error: the message is journaled, so nothing is lost. The
             # actor keeps running; the next message retries the snapshot.
-            logger.exception("%s: snapshot could not be written; the previous snapshot stays valid", self)
+            self._snapshot_failed("snapshot could not be written (disk full or an I/O error)")
+        else:
+            self._snapshots_failing = 0
+
+    def _snapshot_failed(self, what: str) -> None:
+        """Log a snapshot taken by policy that failed: the first of a run at ERROR, the rest at DEBUG.
+
+        Every later message retries it, so logging each failure would flood the log while
+        the journal grows; the first one says what to do, the next success resets.
+        """
+        first = self._snapshots_failing == 0
+        self._snapshots_failing += 1
+        logger.log(
+            logging.ERROR if first else logging.DEBUG,
+            "%s: %s; the previous snapshot stays valid and the journal grows until one is written%s",
+            self,
+            what,
+            " (logged once until a snapshot succeeds)" if first else f" (failure {self._snapshots_failing})",
+            exc_info=True,
+        )
 
     def _stop(self) -> None:
         self._inbox.close()

@@ -146,9 +146,11 @@ def _add_store_tools(commands: argparse._SubParsersAction[argparse.ArgumentParse
         p.set_defaults(handler=handler)
 
 
-def _kind_name(kind: int) -> str:
-    from pyactors.store import Kind
+def _kind_name(kind: int, stream: str) -> str:
+    from pyactors.store import LANGGRAPH_PREFIX, LANGGRAPH_VALUE_KIND, Kind
 
+    if kind == LANGGRAPH_VALUE_KIND and stream.startswith(LANGGRAPH_PREFIX):
+        return "lg-value"  # SegmentSaver's channel values and pending writes
     if kind >= 128:  # noqa: PLR2004 - the user range
         return f"user:{kind - 128}"
     if kind == 4:  # noqa: PLR2004 - the core's tombstone kind
@@ -263,7 +265,7 @@ def _inspect(args: argparse.Namespace) -> int:
         streams: dict[str, dict[str, Any]] = {}
         for k in report.kinds:
             entry = streams.setdefault(k.stream, {"stream": k.stream, "kinds": {}})
-            entry["kinds"][_kind_name(k.kind)] = {
+            entry["kinds"][_kind_name(k.kind, k.stream)] = {
                 "live": k.live,
                 "dead": k.dead,
                 "stored_bytes": k.stored_bytes,

@@ -61,7 +61,7 @@ except ModuleNotFoundError as exc:
     raise ModuleNotFoundError(_msg, name=_missing) from exc
 
 from pyactors.errors import CheckpointCorruptError, InvalidArgumentError
-from pyactors.store import Durability, Kind, SegmentStore
+from pyactors.store import LANGGRAPH_PREFIX, LANGGRAPH_VALUE_KIND, Durability, Kind, SegmentStore, stream_of
 
 if TYPE_CHECKING:
     import os
@@ -73,10 +73,9 @@ if TYPE_CHECKING:
 
 __all__ = ["VALUE_KIND", "SegmentSaver"]
 
-VALUE_KIND = Kind.user(16)
-"""The record kind of a channel value or a pending write's value."""
+VALUE_KIND = LANGGRAPH_VALUE_KIND
+"""The record kind of a channel value or a pending write's value (`Kind.user(16)`)."""
 
-_PREFIX = "lg/"
 _FORMAT = 1
 _EMPTY = "empty"  # LangGraph's type tag for a channel with a version but no value
 
@@ -142,6 +141,17 @@ def _value_seqs(seq: int, entries: list[Any]) -> list[int]:
             out.append(at)
             at += 1
     return out
+
+
+def _thread_id(config: RunnableConfig) -> str:
+    """The thread id of `config`, checked against the store's limit for it (252 UTF-8 bytes).
+
+    Raises:
+        InvalidArgumentError: It is too long, or empty.
+    """
+    thread_id = str(config["configurable"]["thread_id"])
+    stream_of(thread_id, "thread id", LANGGRAPH_PREFIX)
+    return thread_id
 
 
 def _config(thread_id: str, ns: str, cid: str) -> RunnableConfig:
@@ -249,7 +259,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         thread = self._threads.get(thread_id)
         if thread is None:
             thread = _Thread()
-            for rec in self.store.read(_PREFIX + thread_id, kinds=[Kind.CHECKPOINT, Kind.WRITES]):
+            for rec in self.store.read(LANGGRAPH_PREFIX + thread_id, kinds=[Kind.CHECKPOINT, Kind.WRITES]):
                 try:
                     thread.add(rec.kind, rec.seq, ormsgpack.unpackb(rec.payload))
                 except (ValueError, TypeError, KeyError, IndexError) as exc:  # MsgpackDecodeError is a ValueError
@@ -259,7 +269,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
 
     def _append(self, thread_id: str, groups: list[tuple[int, list[Any], list[bytes]]]) -> None:
         """Append header groups (kind, header, values) in one write and index them (lock held)."""
-        stream = _PREFIX + thread_id
+        stream = LANGGRAPH_PREFIX + thread_id
         batch: list[tuple[str, bytes, int]] = []
         for kind, header, values in groups:
             batch.extend((stream, v, VALUE_KIND) for v in values)
@@ -280,7 +290,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
             j = i + 1
             while j < len(wanted) and wanted[j] == wanted[j - 1] + 1:
                 j += 1
-            for rec in self.store.read(_PREFIX + thread_id, wanted[i] - 1, kinds=[VALUE_KIND], limit=j - i):
+            for rec in self.store.read(LANGGRAPH_PREFIX + thread_id, wanted[i] - 1, kinds=[VALUE_KIND], limit=j - i):
                 out[rec.seq] = rec.payload
             i = j
         return out
@@ -311,7 +321,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         """Return the checkpoint named by `config` (its newest if no ``checkpoint_id``), or None."""
-        thread_id = str(config["configurable"]["thread_id"])
+        thread_id = _thread_id(config)
         ns = config["configurable"].get("checkpoint_ns", "")
         with self._lock(thread_id):
             thread = self._thread(thread_id)
@@ -343,7 +353,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
             want_ns = config["configurable"].get("checkpoint_ns")
             want_id = get_checkpoint_id(config)
         else:
-            thread_ids = [s[len(_PREFIX) :] for s in self.store.streams() if s.startswith(_PREFIX)]
+            thread_ids = [s[len(LANGGRAPH_PREFIX) :] for s in self.store.streams() if s.startswith(LANGGRAPH_PREFIX)]
             want_ns = want_id = None
         before_id = get_checkpoint_id(before) if before else None
         left = limit
@@ -378,7 +388,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         """Store a checkpoint with the values of the channels in `new_versions`; return its config."""
-        thread_id = str(config["configurable"]["thread_id"])
+        thread_id = _thread_id(config)
         ns = config["configurable"].get("checkpoint_ns", "")
         rest = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         values = checkpoint["channel_values"]
@@ -407,7 +417,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
     ) -> None:
         """Store a task's writes to the checkpoint named by `config`."""
-        thread_id = str(config["configurable"]["thread_id"])
+        thread_id = _thread_id(config)
         ns = config["configurable"].get("checkpoint_ns", "")
         entries, payloads = [], []
         for idx, (channel, value) in enumerate(writes):
@@ -422,7 +432,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         """Delete every checkpoint and write of the thread (a tombstone; `SegmentStore.compact` frees the space)."""
         thread_id = str(thread_id)
         with self._lock(thread_id):
-            self.store.delete_stream(_PREFIX + thread_id)
+            self.store.delete_stream(LANGGRAPH_PREFIX + thread_id)
             self._threads.pop(thread_id, None)
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
@@ -435,9 +445,9 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         if not runs:
             return
         for stream in self.store.streams():
-            if not stream.startswith(_PREFIX):
+            if not stream.startswith(LANGGRAPH_PREFIX):
                 continue
-            thread_id = stream[len(_PREFIX) :]
+            thread_id = stream[len(LANGGRAPH_PREFIX) :]
             with self._lock(thread_id):
                 thread = self._thread(thread_id)
                 keep = []
@@ -452,11 +462,11 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         """Copy every checkpoint and write of one thread to another (appended to the target)."""
         source, target = str(source_thread_id), str(target_thread_id)
         with self._lock(source):
-            records = [(r.kind, r.payload) for r in self.store.read(_PREFIX + source)]
+            records = [(r.kind, r.payload) for r in self.store.read(LANGGRAPH_PREFIX + source)]
         if not records:
             return
         with self._lock(target):
-            self.store.append_many([(_PREFIX + target, payload, kind) for kind, payload in records])
+            self.store.append_many([(LANGGRAPH_PREFIX + target, payload, kind) for kind, payload in records])
             self._threads.pop(target, None)
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
@@ -485,7 +495,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         earlier copy carries) and of its writes, then prunes every older record: the
         copies are the newest records of each kind.
         """
-        stream = _PREFIX + thread_id
+        stream = LANGGRAPH_PREFIX + thread_id
         if not keep:
             self.store.delete_stream(stream)
             self._threads.pop(thread_id, None)

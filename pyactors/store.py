@@ -21,12 +21,13 @@ Example:
 from __future__ import annotations
 
 import enum
+import errno
 import os
 import weakref
 from typing import TYPE_CHECKING, Literal, NamedTuple, Self
 
 from pyactors import _core
-from pyactors.errors import InvalidArgumentError
+from pyactors.errors import InvalidArgumentError, StoreIOError
 from pyactors.serialization import PickleSerializer, Serializer
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
+    "LANGGRAPH_PREFIX",
+    "LANGGRAPH_VALUE_KIND",
+    "MAX_STREAM_BYTES",
+    "RESERVED_PREFIXES",
+    "WORKFLOW_PREFIX",
     "CompactReport",
     "Damage",
     "Durability",
@@ -43,6 +49,7 @@ __all__ = [
     "Record",
     "SegmentStore",
     "VerifyReport",
+    "stream_of",
 ]
 
 Durability = Literal["process", "group", "sync"]
@@ -50,6 +57,51 @@ Durability = Literal["process", "group", "sync"]
 (survives the process being killed, not a power loss); ``"group"`` as process,
 and fdatasynced by a background flusher within ``group_commit_ms``; ``"sync"``
 fdatasynced (concurrent appenders share one fdatasync)."""
+
+
+MAX_STREAM_BYTES: int = _core.MAX_STREAM_LEN
+"""The longest stream id, in UTF-8 bytes (255)."""
+
+WORKFLOW_PREFIX = "wf/"
+"""The streams of workflow threads: ``wf/<thread_id>`` (`FileCheckpointer`)."""
+LANGGRAPH_PREFIX = "lg/"
+"""The streams of LangGraph threads: ``lg/<thread_id>`` (`SegmentSaver`)."""
+RESERVED_PREFIXES = (WORKFLOW_PREFIX, LANGGRAPH_PREFIX)
+"""Stream prefixes of the layers above the store: no persistence id may start with one."""
+
+
+def stream_of(name: object, what: str, prefix: str = "") -> str:
+    """Return the stream id of `name` in the namespace `prefix` (``prefix + name``).
+
+    One store holds actors (a persistence id is its stream), workflow threads and
+    LangGraph threads (`RESERVED_PREFIXES`), so that none can write into another's.
+
+    Args:
+        name: A persistence id or a thread id.
+        what: What `name` is, for the error message (``"thread id"``).
+        prefix: The namespace: `WORKFLOW_PREFIX`, `LANGGRAPH_PREFIX`, or ``""`` for actors.
+
+    Raises:
+        InvalidArgumentError: `name` is not a str of 1 to ``MAX_STREAM_BYTES - len(prefix)``
+            UTF-8 bytes, or, outside a namespace, it starts with a reserved prefix.
+    """
+    limit = MAX_STREAM_BYTES - len(prefix)
+    if not isinstance(name, str):
+        msg = f"{what} must be a str of 1 to {limit} UTF-8 bytes, got {type(name).__name__} {name!r}"
+        raise InvalidArgumentError(msg)
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        msg = f"{what} must be valid UTF-8 text (no lone surrogates), got {name!r}"
+        raise InvalidArgumentError(msg) from None
+    if not 1 <= size <= limit:
+        msg = f"{what} must be 1 to {limit} UTF-8 bytes, got {size}"
+        raise InvalidArgumentError(msg)
+    if not prefix and (taken := next((p for p in RESERVED_PREFIXES if name.startswith(p)), None)):
+        owner = "workflow threads" if taken == WORKFLOW_PREFIX else "LangGraph threads"
+        msg = f"{what} {name!r} starts with {taken!r}, the prefix of the store's {owner}: choose another"
+        raise InvalidArgumentError(msg)
+    return prefix + name
 
 
 class Kind(enum.IntEnum):
@@ -74,6 +126,11 @@ class Kind(enum.IntEnum):
             msg = f"user kind must be in 0..127, got {n}"
             raise InvalidArgumentError(msg)
         return 128 + n
+
+
+LANGGRAPH_VALUE_KIND = Kind.user(16)
+"""The kind of SegmentSaver's channel values and pending writes in ``lg/`` streams
+(``pyactors.langgraph.VALUE_KIND``)."""
 
 
 class Record(NamedTuple):
@@ -316,6 +373,9 @@ class SegmentStore:
         if serializer is not None and not isinstance(serializer, Serializer):
             msg = f"serializer must have name, dumps and loads (a Serializer), got {type(serializer).__name__}"
             raise InvalidArgumentError(msg)
+        if os.path.exists(path) and not os.path.isdir(path):
+            msg = f"{os.fspath(path)} is a file, not a store directory (a store is a directory, created if missing)"
+            raise StoreIOError(errno.ENOTDIR, msg, os.fspath(path))
         self._log = _core.SegmentLog(
             os.fspath(path),
             durability=durability,

@@ -404,6 +404,35 @@ def test_a_state_the_serializer_refuses_fails_the_snapshot_but_not_the_actor(
     assert Hoarder.start(persistence_id="hoard", store=actor_store).ask("get") == ["ok", "more"]
 
 
+def test_a_state_that_keeps_failing_to_serialize_is_logged_once_until_a_snapshot_succeeds(
+    actor_store: SegmentStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    def errors() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and "snapshot failed" in r.getMessage()
+        ]
+
+    ref = Hoarder.start(persistence_id="hoard-once", store=actor_store)
+    with caplog.at_level(logging.DEBUG, logger="pyactors.actor"):
+        ref.tell("poison")
+        for i in range(20):
+            ref.tell(f"m{i}")  # each retries the snapshot, and fails
+
+        def retries() -> int:
+            return sum(1 for r in caplog.records if r.levelno == logging.DEBUG and "snapshot failed" in r.getMessage())
+
+        wait_for(lambda: retries() == 20, what="the 20 retries after the first failure")
+        assert len(errors()) == 1, errors()
+        assert "make it serializable, or override snapshot()" in errors()[0]
+        assert "logged once until a snapshot succeeds" in errors()[0]
+        ref.tell("cure")  # the next snapshot is written...
+        ref.tell("poison")  # ...so a new failure is worth an ERROR again
+        ref.tell("m")
+        wait_for(lambda: len(errors()) == 2, what="the second run of failures logged")
+    ref.tell("cure")
+    ref.stop()
+
+
 # -- crashes ---------------------------------------------------------------------
 
 

@@ -39,7 +39,7 @@ from pyactors.errors import (
     SerializationError,
 )
 from pyactors.serialization import PickleSerializer, Serializer
-from pyactors.store import Durability, Kind, SegmentStore
+from pyactors.store import WORKFLOW_PREFIX, Durability, Kind, SegmentStore, stream_of
 from pyactors.workflow._record import (
     VERSION,
     CheckpointRecord,
@@ -246,6 +246,7 @@ class _Reader:
     """Reads one thread's records for one call, each at most once (see the module docstring)."""
 
     def __init__(self, checkpointer: Checkpointer, thread_id: str) -> None:
+        _check_thread_id(thread_id)
         self.cp, self.thread_id = checkpointer, thread_id
         self.loads = checkpointer.serializer.loads
         self.raw: dict[int, bytes] = {}
@@ -929,6 +930,7 @@ class Checkpointer:
         Raises:
             CheckpointNotFoundError: No such thread.
         """
+        _check_thread_id(thread_id)
         try:
             known = self._latest(thread_id, _CP) is not None
         except CorruptSegmentError:
@@ -947,8 +949,10 @@ class Checkpointer:
         """Hold the thread for one run (or update) at a time in this process.
 
         Raises:
+            InvalidArgumentError: `thread_id` is not a valid thread id.
             ResumeConflictError: The thread is already running or resuming.
         """
+        _check_thread_id(thread_id)
         with self._locks_guard:
             if thread_id in self._running:
                 msg = f"workflow thread {thread_id!r} is already running or resuming"
@@ -961,8 +965,26 @@ class Checkpointer:
                 self._running.discard(thread_id)
 
 
+def _check_thread_id(thread_id: object) -> None:
+    """Refuse what cannot be a thread id: a str of 1 to 252 UTF-8 bytes.
+
+    Every checkpointer checks alike, so a thread that runs on `MemoryCheckpointer` runs
+    on `FileCheckpointer`.
+
+    Raises:
+        InvalidArgumentError: Naming the limit; for a LangGraph-style config dict, saying
+            where its thread id is.
+    """
+    if isinstance(thread_id, dict) and "configurable" in thread_id:
+        msg = (
+            "thread_id must be a str, got a LangGraph-style config: pass thread_id=config['configurable']['thread_id']"
+        )
+        raise InvalidArgumentError(msg)
+    stream_of(thread_id, "thread id", WORKFLOW_PREFIX)
+
+
 def _stream(thread_id: str) -> str:
-    return f"wf/{thread_id}"
+    return WORKFLOW_PREFIX + thread_id
 
 
 class FileCheckpointer(Checkpointer):
@@ -1030,7 +1052,7 @@ class FileCheckpointer(Checkpointer):
     def threads(self) -> list[str]:
         """Every thread with checkpoints, sorted."""
         # A thread's stream starts with its input checkpoint, so every live wf/ stream is a thread.
-        return [s[3:] for s in self.store.streams() if s.startswith("wf/")]
+        return [s[len(WORKFLOW_PREFIX) :] for s in self.store.streams() if s.startswith(WORKFLOW_PREFIX)]
 
     def close(self) -> None:
         """Close the store if this checkpointer opened it."""

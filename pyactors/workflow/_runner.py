@@ -296,7 +296,7 @@ class CompiledWorkflow:
     def _loaded(self, thread_id: str, checkpoint_id: str | None = None) -> Head:
         head = self.checkpointer.load_head(thread_id, checkpoint_id)
         if head is None:
-            msg = f"no workflow thread {thread_id!r}"
+            msg = f"no workflow thread {thread_id!r} to continue: invoke(input, thread_id={thread_id!r}) starts it"
             raise CheckpointNotFoundError(msg)
         return head
 

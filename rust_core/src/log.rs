@@ -2012,7 +2012,7 @@ impl Recovery<'_> {
             }
             None if read_only => {
                 return Err(CoreError::InvalidArgument(format!(
-                    "{} holds no active segment to open read-only",
+                    "{} is not a pyactors store: it holds no segment file (a read-only open creates none)",
                     self.dir.display()
                 )))
             }
