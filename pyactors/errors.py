@@ -21,6 +21,7 @@ __all__ = [
     "JournalRecordError",
     "NodeFailedError",
     "PyActorsError",
+    "RecursionLimitError",
     "RestartIntensityError",
     "ResumeConflictError",
     "SerializationError",
@@ -256,6 +257,29 @@ class NodeFailedError(PyActorsError):
     def __reduce__(self) -> tuple[type, tuple[str, object]]:
         """Pickle with the snapshot."""
         return (type(self), (str(self), self.snapshot))
+
+
+class RecursionLimitError(PyActorsError):
+    """A workflow run reached its `recursion_limit` supersteps and stopped.
+
+    The checkpoint after its last superstep is written and names the nodes that would
+    run next: `resume()` the thread with a higher ``recursion_limit`` to continue, or
+    fix the loop that does not end.
+
+    Attributes:
+        snapshot: That checkpoint (a `pyactors.workflow.Snapshot`).
+        limit: The limit that was reached.
+    """
+
+    def __init__(self, message: str, snapshot: object, limit: int) -> None:
+        """Describe the stop after `limit` supersteps at `snapshot`."""
+        super().__init__(message)
+        self.snapshot = snapshot
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[type, tuple[str, object, int]]:
+        """Pickle with the snapshot."""
+        return (type(self), (str(self), self.snapshot, self.limit))
 
 
 class ResumeConflictError(PyActorsError):

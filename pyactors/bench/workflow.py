@@ -957,8 +957,8 @@ if ENGINE == "pyactors":
     app = wf.compile(checkpointer=ck)
     get_state = lambda: app.get_state(thread).state  # noqa: E731
     page = lambda: [s.step for s in app.get_history(thread, limit=PAGE)]  # noqa: E731
-    resume = lambda: app.resume(thread)  # noqa: E731
-    build = lambda inp: app.invoke(inp, thread_id=thread)  # noqa: E731
+    resume = lambda: app.resume(thread, recursion_limit=N + 100)  # noqa: E731
+    build = lambda inp: app.invoke(inp, thread_id=thread, recursion_limit=N + 100)  # noqa: E731
 else:
     conn = sqlite3.connect(PATH, check_same_thread=False)
     close = conn.close

@@ -15,9 +15,10 @@ from pyactors.workflow._checkpoint import (
 )
 from pyactors.workflow._graph import END, Workflow
 from pyactors.workflow._record import CheckpointRecord
-from pyactors.workflow._runner import CompiledWorkflow, unfinished
+from pyactors.workflow._runner import DEFAULT_RECURSION_LIMIT, CompiledWorkflow, unfinished
 
 __all__ = [
+    "DEFAULT_RECURSION_LIMIT",
     "END",
     "CheckpointRecord",
     "Checkpointer",

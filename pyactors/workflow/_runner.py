@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pykka import messages
 
 from pyactors.actor import PersistentActor, _Supervised
-from pyactors.errors import CheckpointNotFoundError, NodeFailedError, WorkflowError
+from pyactors.errors import (
+    CheckpointNotFoundError,
+    InvalidArgumentError,
+    NodeFailedError,
+    RecursionLimitError,
+    WorkflowError,
+)
 from pyactors.supervisor import Supervisor
 from pyactors.workflow._checkpoint import Checkpointer, Head, NodeError, Snapshot
 
@@ -21,11 +27,15 @@ if TYPE_CHECKING:
     from pyactors.supervisor import SupervisedRef, SupervisorRef
     from pyactors.workflow._graph import Graph, NodeFn, State
 
-__all__ = ["CompiledWorkflow", "unfinished"]
+__all__ = ["DEFAULT_RECURSION_LIMIT", "CompiledWorkflow", "unfinished"]
 
 logger = logging.getLogger("pyactors.workflow")
 
 _MISSING = object()
+
+DEFAULT_RECURSION_LIMIT = 10_000
+"""The supersteps one `invoke`, `resume` or `execute_until` may run (LangGraph's default is
+about the same): a loop that never ends stops there, checkpointed, instead of running forever."""
 
 
 class _Running:
@@ -199,41 +209,63 @@ class CompiledWorkflow:
 
     # -- the API --------------------------------------------------------------------
 
-    def invoke(self, input: Mapping[str, Any], thread_id: str) -> dict[str, Any]:
+    def invoke(
+        self, input: Mapping[str, Any], thread_id: str, *, recursion_limit: int = DEFAULT_RECURSION_LIMIT
+    ) -> dict[str, Any]:
         """Run from the entry point; return the final state (or the state at an interrupt).
+
+        Args:
+            input: Merged into the thread's state.
+            thread_id: The thread (a new one, or a new run of an existing one).
+            recursion_limit: Run at most this many supersteps.
 
         Raises:
             NodeFailedError: A node raised (the error checkpoint is its `snapshot`).
+            RecursionLimitError: `recursion_limit` supersteps ran and more were due.
             ResumeConflictError: The thread is already running.
         """
-        return self._run(thread_id, input=input).state
+        return self._run(thread_id, input=input, limit=recursion_limit).state
 
-    def execute_until(self, node: str, input: Mapping[str, Any] | None, thread_id: str) -> Snapshot:
+    def execute_until(
+        self,
+        node: str,
+        input: Mapping[str, Any] | None,
+        thread_id: str,
+        *,
+        recursion_limit: int = DEFAULT_RECURSION_LIMIT,
+    ) -> Snapshot:
         """Run from the entry point (or resume the thread if `input` is None) and stop before `node`.
 
         Returns:
             The checkpoint taken before `node` would run (or the final one, if it never does).
+
+        Raises:
+            RecursionLimitError: `recursion_limit` supersteps ran and more were due.
         """
         if node not in self.graph.nodes:
             msg = f"{self.graph.name}: execute_until an unknown node {node!r}"
             raise WorkflowError(msg)
         if input is None:
-            return self._run(thread_id, resume=True, until=node)
-        return self._run(thread_id, input=input, until=node)
+            return self._run(thread_id, resume=True, until=node, limit=recursion_limit)
+        return self._run(thread_id, input=input, until=node, limit=recursion_limit)
 
-    def resume(self, thread_id: str, checkpoint_id: str | None = None) -> dict[str, Any]:
+    def resume(
+        self, thread_id: str, checkpoint_id: str | None = None, *, recursion_limit: int = DEFAULT_RECURSION_LIMIT
+    ) -> dict[str, Any]:
         """Continue the thread from its latest checkpoint, or fork it from an older one.
 
         Nodes whose writes were recorded do not run again; a failed or interrupted
         superstep runs its remaining nodes. Returns the final state (or the state at
-        the next interrupt).
+        the next interrupt). `recursion_limit` bounds the supersteps this call runs
+        (a thread stopped by `RecursionLimitError` continues with a higher one).
 
         Raises:
             CheckpointNotFoundError: No such thread or checkpoint.
             ResumeConflictError: The thread is already running or resuming.
             NodeFailedError: A node raised again.
+            RecursionLimitError: `recursion_limit` supersteps ran and more were due.
         """
-        return self._run(thread_id, resume=True, from_id=checkpoint_id).state
+        return self._run(thread_id, resume=True, from_id=checkpoint_id, limit=recursion_limit).state
 
     def get_state(self, thread_id: str) -> Snapshot:
         """The thread's latest checkpoint.
@@ -340,8 +372,12 @@ class CompiledWorkflow:
         resume: bool = False,
         from_id: str | None = None,
         until: str | None = None,
+        limit: int = DEFAULT_RECURSION_LIMIT,
     ) -> Snapshot:
         called = time.perf_counter()
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            msg = f"recursion_limit must be an int of at least 1, got {limit!r}"
+            raise InvalidArgumentError(msg)
         with self.checkpointer.claim(thread_id):
             if resume:
                 base = self._loaded(thread_id, from_id)  # a damaged newest raises: name an older checkpoint_id
@@ -392,6 +428,7 @@ class CompiledWorkflow:
                     skip_interrupt=skip_interrupt,
                     until=until,
                     resume_called=called if resume else None,
+                    limit=limit,
                 )
             finally:
                 run.close()
@@ -417,14 +454,23 @@ class CompiledWorkflow:
         skip_interrupt: bool,
         until: str | None,
         resume_called: float | None,
+        limit: int,
     ) -> Snapshot:
         nxt = cur.record.scheduled
         step = cur.record.step
         state = dict(cur.state)
+        ran = 0
         while nxt:
             runnable = self._runnable(nxt)
             if until in runnable or (not skip_interrupt and self.interrupt_before & set(runnable)):
                 return self.checkpointer.snapshot(cur)
+            if ran == limit:
+                msg = (
+                    f"{self.graph.name}: recursion limit of {limit} supersteps reached in thread {run.thread_id!r} "
+                    f"(step {step}, next {runnable}); resume({run.thread_id!r}, recursion_limit=...) continues it"
+                )
+                raise RecursionLimitError(msg, self.checkpointer.snapshot(cur), limit)
+            ran += 1
             skip_interrupt = False
             to_run = [n for n in runnable if n not in pending]
             results = run.superstep(to_run, state, cur.record.id) if to_run else {}
