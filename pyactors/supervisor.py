@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, cast
 
 import pykka
 from pykka import ActorDeadError, messages
@@ -51,8 +51,15 @@ Strategy = Literal["one_for_one", "one_for_all", "rest_for_one"]
 
 _STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
 
+S = TypeVar("S", bound=_Supervised)
+"""The class of a child a supervisor spawns."""
 
-class SupervisedRef(pykka.ActorRef[Any]):
+
+A = TypeVar("A", bound=pykka.Actor)
+"""The actor class of a ref."""
+
+
+class SupervisedRef(pykka.ActorRef[A]):
     """A ref to a supervised child that stays valid across its restarts.
 
     Use it as any `pykka.ActorRef`: `tell`, `ask`, `proxy()`, `stop()`. Each call
@@ -63,7 +70,7 @@ class SupervisedRef(pykka.ActorRef[Any]):
     `RestartIntensityError`).
     """
 
-    def __init__(self, persistence_id: str, actor_class: type[Any], store: SegmentStore | None) -> None:
+    def __init__(self, persistence_id: str, actor_class: type[A], store: SegmentStore | None) -> None:
         """Create the ref; its supervisor attaches each life with `_attach`."""
         self._cond = threading.Condition()
         self._current: pykka.ActorRef[Any] | None = None
@@ -167,7 +174,7 @@ class _Spec(NamedTuple):
     store: SegmentStore | None
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    ref: SupervisedRef
+    ref: SupervisedRef[Any]
     managed: bool = False
 
 
@@ -268,18 +275,18 @@ class _Hooks:
 class SupervisorRef(pykka.ActorRef["Supervisor"]):
     """The ref `Supervisor.start()` returns: a `pykka.ActorRef` with shortcuts."""
 
-    def spawn(self, actor_class: type[_Supervised], *args: Any, persistence_id: str, **kwargs: Any) -> SupervisedRef:
+    def spawn(self, actor_class: type[S], *args: Any, persistence_id: str, **kwargs: Any) -> SupervisedRef[S]:
         """Start a child under this supervisor; see `Supervisor.spawn`."""
         call = messages.ProxyCall(("spawn",), (actor_class, *args), {"persistence_id": persistence_id, **kwargs})
-        return cast("SupervisedRef", self.ask(call))
+        return cast("SupervisedRef[S]", self.ask(call))
 
     def stats(self) -> dict[str, RestartStats]:
         """Restart statistics per child; see `Supervisor.stats`."""
         return cast("dict[str, RestartStats]", self.ask(messages.ProxyCall(("stats",), (), {})))
 
-    def child(self, persistence_id: str) -> SupervisedRef:
+    def child(self, persistence_id: str) -> SupervisedRef[Any]:
         """The ref of a child by persistence id; see `Supervisor.child`."""
-        return cast("SupervisedRef", self.ask(messages.ProxyCall(("child",), (persistence_id,), {})))
+        return cast("SupervisedRef[Any]", self.ask(messages.ProxyCall(("child",), (persistence_id,), {})))
 
 
 class Supervisor(_Supervised):
@@ -344,9 +351,27 @@ class Supervisor(_Supervised):
         self._actor_ref = SupervisorRef(self)
 
     @classmethod
-    def start(cls, *args: Any, **kwargs: Any) -> SupervisorRef:
-        """Start a top-level supervisor; arguments as for the class."""
-        ref = super().start(*args, **kwargs)
+    def start(
+        cls,
+        store: SegmentStore | None = None,
+        *,
+        strategy: Strategy = "one_for_one",
+        max_restarts: int = 3,
+        period: float = 5.0,
+        backoff_initial: float = 0.0,
+        backoff_max: float = 5.0,
+        name: str | None = None,
+    ) -> SupervisorRef:
+        """Start a top-level supervisor; the arguments are the class's (see above)."""
+        ref = super().start(
+            store,
+            strategy=strategy,
+            max_restarts=max_restarts,
+            period=period,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            name=name,
+        )
         assert isinstance(ref, SupervisorRef)
         return ref
 
@@ -369,13 +394,13 @@ class Supervisor(_Supervised):
 
     def spawn(
         self,
-        actor_class: type[_Supervised],
+        actor_class: type[S],
         *args: Any,
         persistence_id: str,
         store: SegmentStore | None = None,
         _managed: bool = False,
         **kwargs: Any,
-    ) -> SupervisedRef:
+    ) -> SupervisedRef[S]:
         """Start a child and return its stable ref.
 
         Args:
@@ -401,7 +426,7 @@ class Supervisor(_Supervised):
         self._add(spec)
         return ref
 
-    def child(self, persistence_id: str) -> SupervisedRef:
+    def child(self, persistence_id: str) -> SupervisedRef[Any]:
         """The stable ref of a child (a lookup that works across restarts).
 
         Raises:

@@ -74,7 +74,7 @@ class _NodeRunner(_Supervised):
     exactly as a crash before its own record would.
     """
 
-    def __init__(self, node: str, fn: NodeFn | None, stateful: SupervisedRef | None, run: _Run) -> None:
+    def __init__(self, node: str, fn: NodeFn | None, stateful: SupervisedRef[Any] | None, run: _Run) -> None:
         super().__init__()
         self.node, self.fn, self.stateful = node, fn, stateful
         self.checkpointer, self.thread_id = run.app.checkpointer, run.thread_id
@@ -121,12 +121,12 @@ class _Run:
         self.app = app
         self.thread_id = thread_id
         self.supervisor: SupervisorRef = Supervisor.start(name=f"{app.graph.name}/{thread_id}")
-        self.runners: dict[str, SupervisedRef] = {}
+        self.runners: dict[str, SupervisedRef[Any]] = {}
         self.node_states = dict(node_states)
         self.done: queue.Queue[_Done] = queue.Queue()
         self.started: list[float] = []
 
-    def runner(self, node: str) -> SupervisedRef:
+    def runner(self, node: str) -> SupervisedRef[Any]:
         if node not in self.runners:
             spec = self.app.graph.nodes[node]
             stateful = None
