@@ -7,7 +7,7 @@ BUILT  := $(VENV)/.pyactors-built
 FUZZED  := $(VENV)/.pyactors-fuzz-deps
 RUST_SOURCES := Cargo.toml Cargo.lock rust_core/Cargo.toml $(shell find rust_core/src -name '*.rs' 2>/dev/null)
 
-.PHONY: help demo test test-rs test-py lint build bench soak fuzz clean
+.PHONY: help demo test test-rs test-py lint build wheel bench soak fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -29,6 +29,11 @@ $(FUZZED): $(BUILT)
 	@touch $@
 
 build: $(BUILT) ## Build the native core (release) into .venv
+
+WHEEL_DIR ?= dist
+wheel: $(PY) ## Build the abi3 wheel (CPython 3.11+) and the sdist into dist/ (WHEEL_DIR=...)
+	$(VENV)/bin/maturin build --release --locked --out $(WHEEL_DIR)
+	$(VENV)/bin/maturin sdist --out $(WHEEL_DIR)
 
 demo: $(BUILT) ## Run the main job
 	$(PY) -m pyactors.demo
@@ -77,4 +82,4 @@ fuzz: $(FUZZED) ## Fuzz each target FUZZ_SECONDS (default 600): cargo fuzz decod
 	$(PY) tests/fuzz/fuzz_store.py $(FUZZ_CORPUS)/store -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1
 
 clean: ## Remove build outputs and the venv
-	rm -rf target $(VENV) pyactors/_core*.so
+	rm -rf target $(VENV) dist pyactors/_core*.so
