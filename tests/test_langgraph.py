@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
+import operator
 import os
+import shutil
 import subprocess
 import sys
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import pytest
 from langgraph.checkpoint.base import empty_checkpoint
@@ -18,7 +23,6 @@ from pyactors.langgraph import SegmentSaver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
 
 def test_import_pyactors_does_not_import_langgraph() -> None:
@@ -214,3 +218,198 @@ def test_async_graph_runs_and_resumes_through_the_async_methods(tmp_path: Path) 
     first, final, checkpoints = asyncio.run(run())
     assert (first, final) == (4, 8)
     assert checkpoints == 4  # the input, then one per superstep: __start__, inc, double
+
+
+# -- bounded reads (issue 15) ---------------------------------------------------------------
+
+
+class CountingStore:
+    """A store that counts what the saver asks of it: calls, and records read."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.calls: dict[str, int] = {}
+        self.records = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
+
+    def latest(self, *args: Any, **kwargs: Any) -> Any:
+        self._count("latest")
+        got = self._store.latest(*args, **kwargs)
+        self.records += got is not None
+        return got
+
+    def read(self, *args: Any, **kwargs: Any) -> Any:
+        self._count("read")
+        for record in self._store.read(*args, **kwargs):
+            self.records += 1
+            yield record
+
+    def take(self) -> tuple[dict[str, int], int]:
+        out = (dict(self.calls), self.records)
+        self.calls, self.records = {}, 0
+        return out
+
+
+V1 = Path(__file__).parent / "data" / "langgraph_v1"
+
+
+def _v1() -> Any:
+    """tests/data/langgraph_v1/make.py as a module (its `graph` and `STEPS`)."""
+    spec = importlib.util.spec_from_file_location("langgraph_v1_make", V1 / "make.py")
+    assert spec is not None and spec.loader is not None
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # LangGraph reads its type hints
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cfg_run(thread: str, steps: int) -> Any:
+    return {"configurable": {"thread_id": thread}, "recursion_limit": steps + 10}
+
+
+def _loop_thread(path: Path, steps: int) -> None:
+    """A thread of `steps` supersteps of the v1 graph (a list growing by one a step)."""
+    with SegmentSaver(path) as saver:
+        app = _v1().graph(stop=steps).compile(checkpointer=saver)
+        assert app.invoke({"n": 0, "log": [], "pad": "p" * 2000}, _cfg_run("t", steps))["n"] == steps
+
+
+def _reads(path: Path, call: Any) -> tuple[dict[str, int], int]:
+    """What `call(saver)` asks of the store, on a saver just opened (nothing in memory)."""
+    from pyactors import SegmentStore
+
+    with SegmentStore(path) as store:
+        counting = CountingStore(store)
+        saver = SegmentSaver(store=counting)  # type: ignore[arg-type]
+        call(saver)
+        return counting.take()
+
+
+def test_the_newest_checkpoint_and_a_page_of_history_cost_the_same_at_10_and_at_600_supersteps(tmp_path: Path) -> None:
+    costs = {}
+    for steps in (10, 600):
+        path = tmp_path / f"lg-{steps}"
+        _loop_thread(path, steps)
+
+        def newest(saver: SegmentSaver, steps: int = steps) -> None:
+            got = saver.get_tuple(_cfg("t"))
+            assert got is not None and got.checkpoint["channel_values"]["n"] == steps
+            assert got.checkpoint["channel_values"]["log"] == list(range(steps))
+
+        def page(saver: SegmentSaver, steps: int = steps) -> None:
+            got = list(saver.list(_cfg("t"), limit=5))
+            assert [t.checkpoint["channel_values"]["n"] for t in got] == [steps - i for i in range(5)]
+
+        costs[steps] = (_reads(path, newest), _reads(path, page))
+    assert costs[10] == costs[600], costs
+    (_, records), _ = costs[600]
+    assert records <= 6, costs  # the header, its 2-3 values (runs), no history
+
+
+def test_a_write_to_an_older_checkpoint_is_found_by_a_page_of_history_also_after_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "lg"
+    with SegmentSaver(path) as saver:
+        c1 = _put(saver, "t", None, {"n": 1}, {"n": "1"})
+        c2 = _put(saver, "t", c1, {"n": 2}, {"n": "2"})
+        saver.put_writes(c1, [("n", 10)], task_id="late")  # to c1, after c2
+        c3 = _put(saver, "t", c2, {"n": 3}, {"n": "3"})
+        listed = {t.config["configurable"]["checkpoint_id"]: t.pending_writes for t in saver.list(_cfg("t"), limit=3)}
+    assert listed[c1["configurable"]["checkpoint_id"]] == [("late", "n", 10)]
+    with SegmentSaver(path) as saver:
+        again = {t.config["configurable"]["checkpoint_id"]: t.pending_writes for t in saver.list(_cfg("t"), limit=3)}
+        assert again == listed
+        assert [t.config for t in saver.list(_cfg("t"))] == [c3, c2, c1]
+        c4 = _put(saver, "t", c3, {"n": 4}, {"n": "4"})  # the next header after a reopen: still not "ordered"
+        saver.put_writes(c2, [("n", 20)], task_id="late2")
+    with SegmentSaver(path) as saver:
+        got = {t.config["configurable"]["checkpoint_id"]: t.pending_writes for t in saver.list(_cfg("t"))}
+        assert got[c1["configurable"]["checkpoint_id"]] == [("late", "n", 10)]
+        assert got[c2["configurable"]["checkpoint_id"]] == [("late2", "n", 20)]
+        assert [t.config for t in saver.list(_cfg("t"), limit=2)] == [c4, c3]
+
+
+def test_a_store_of_format_1_headers_reads_lists_continues_and_prunes(tmp_path: Path) -> None:
+    path = tmp_path / "old"
+    shutil.copytree(V1 / "store", path)
+    expected = json.loads((V1 / "expected.json").read_text())
+    v1 = _v1()
+    config = _cfg_run("t1", 100)
+    with SegmentSaver(path) as saver:
+        app = v1.graph().compile(checkpointer=saver)
+        assert app.get_state(config).values == expected["final"]
+        history = [
+            {"id": h.config["configurable"]["checkpoint_id"], "values": h.values} for h in app.get_state_history(config)
+        ]
+        assert history == expected["history"]
+        # A new run on top of the old headers, then a prune that rewrites the thread.
+        longer = v1.graph(stop=20).compile(checkpointer=saver)
+        final = longer.invoke({"pad": "q"}, config)
+        assert final == {"n": 20, "log": list(range(20)), "pad": "q"}
+        after = [h.config["configurable"]["checkpoint_id"] for h in longer.get_state_history(config)]
+        assert after[-len(history) :] == [h["id"] for h in history]  # the old checkpoints, under the new ones
+        assert len(after) > len(history) + 8
+        saver.prune(["t1"], strategy="keep_latest")
+    with SegmentSaver(path) as saver:
+        assert [t.checkpoint["channel_values"]["n"] for t in saver.list(_cfg("t1"))] == [20]
+    assert _reads(path, lambda s: s.get_tuple(_cfg("t1")))[1] <= 6  # after the prune: the fast path
+
+
+def test_store_and_auth_key_options(tmp_path: Path) -> None:
+    from pyactors import AuthenticationError, FileCheckpointer, SegmentStore
+
+    with SegmentStore(tmp_path / "shared") as store:
+        saver = SegmentSaver(store=store)
+        c1 = _put(saver, "t", None, {"n": 1}, {"n": "1"})
+        FileCheckpointer(store=store)  # a workflow checkpointer beside it: wf/ and lg/ streams
+        saver.close()
+        assert not store.closed  # not its store to close
+        assert SegmentSaver(store=store).get_tuple(_cfg("t")).config == c1  # type: ignore[union-attr]
+    key = b"k" * 32
+    with SegmentSaver(tmp_path / "keyed", auth_key=key) as saver:
+        _put(saver, "t", None, {"n": 1}, {"n": "1"})
+    with pytest.raises(AuthenticationError):
+        SegmentSaver(tmp_path / "keyed")
+    with SegmentSaver(tmp_path / "keyed", auth_key=key) as saver:
+        assert saver.get_tuple(_cfg("t")) is not None
+    with pytest.raises(InvalidArgumentError, match="needs a path or a store"):
+        SegmentSaver()
+
+
+class FanState(TypedDict):
+    """The fan-out graph's state (at module level: LangGraph resolves its type hints)."""
+
+    n: int
+    log: Annotated[list[str], operator.add]
+
+
+@pytest.mark.parametrize("durability", ["sync", "async", "exit"])
+def test_the_walk_along_the_headers_lists_what_the_full_index_lists(tmp_path: Path, durability: str) -> None:
+    # A graph with a fan-out (several tasks' writes per superstep) under each of LangGraph's
+    # durability modes ("async" saves writes in the background, after the next checkpoint).
+    from langgraph.graph import END, StateGraph
+
+    g = StateGraph(FanState)
+    g.add_node("a", lambda s: {"n": s["n"] + 1, "log": ["a"]})
+    g.add_node("b", lambda s: {"log": ["b"]})
+    g.add_node("c", lambda s: {"log": ["c"]})
+    g.add_edge("a", "b")
+    g.add_edge("a", "c")
+    g.add_conditional_edges("b", lambda s: "a" if s["n"] < 8 else END)
+    g.set_entry_point("a")
+    path = tmp_path / "lg"
+    with SegmentSaver(path) as saver:
+        app = g.compile(checkpointer=saver)
+        app.invoke({"n": 0, "log": []}, {"configurable": {"thread_id": "t"}}, durability=durability)
+    with SegmentSaver(path) as saver:
+        walked = list(saver.list(_cfg("t")))  # one namespace: along the headers
+        indexed = list(saver.list({"configurable": {"thread_id": "t"}}))  # every namespace: the full index
+        assert walked == indexed
+        assert len(walked) >= (1 if durability == "exit" else 10)  # "exit" saves the last checkpoint only
+        assert saver.get_tuple(_cfg("t")) == indexed[0]
+        if durability != "exit":
+            paged = list(saver.list(_cfg("t"), limit=3, before=indexed[1].config))
+            assert paged == indexed[2:5]
