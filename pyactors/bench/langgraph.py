@@ -395,4 +395,15 @@ def _record_recovery(samples: dict[str, list[dict[str, Any]]]) -> None:
     )
 
 
-SECTIONS: dict[str, Callable[[Config, str], None]] = {"checkpoint": bench_checkpoint, "recovery": bench_recovery}
+def bench_history(cfg: Config, tmp: str) -> None:
+    """SegmentSaver against SqliteSaver on a thread of N supersteps (the workflow area's history section, its sizes)."""
+    from pyactors.bench import workflow
+
+    workflow.bench_history(workflow.config(cfg.quick), tmp, engines=workflow.SAVER_HISTORY_ENGINES)
+
+
+SECTIONS: dict[str, Callable[[Config, str], None]] = {
+    "checkpoint": bench_checkpoint,
+    "recovery": bench_recovery,
+    "history": bench_history,
+}

@@ -931,6 +931,8 @@ else:
 
     from langgraph.checkpoint.sqlite import SqliteSaver
     from langgraph.graph import END, START, StateGraph
+
+    from pyactors.langgraph import SegmentSaver
 _marks["imported"] = _now()
 
 
@@ -960,9 +962,13 @@ if ENGINE == "pyactors":
     resume = lambda: app.resume(thread, recursion_limit=N + 100)  # noqa: E731
     build = lambda inp: app.invoke(inp, thread_id=thread, recursion_limit=N + 100)  # noqa: E731
 else:
-    conn = sqlite3.connect(PATH, check_same_thread=False)
-    close = conn.close
-    saver = SqliteSaver(conn)
+    if ENGINE == "segmentsaver":
+        saver = SegmentSaver(PATH, durability="sync")
+        close = saver.close
+    else:
+        conn = sqlite3.connect(PATH, check_same_thread=False)
+        close = conn.close
+        saver = SqliteSaver(conn)
     _marks["opened"] = _now()
     State = TypedDict("State", {"n": int, "log": Annotated[list, operator.add], "pad": str})
     g = StateGraph(State)
@@ -996,11 +1002,20 @@ print(json.dumps({**_marks, "ok": ok}), flush=True)
 """A child of the history section: ``ENGINE PATH build|state|resume N PAGE PAD_LEN`` (the pad on stdin to build)."""
 
 HISTORY_ENGINES = (("pyactors", "pyactors Workflow + FileCheckpointer"), ("langgraph", "LangGraph SqliteSaver"))
+"""The workflow.history section: (subject, baseline) as (engine, label)."""
+SAVER_HISTORY_ENGINES = (("segmentsaver", "LangGraph + SegmentSaver"), ("langgraph", "LangGraph SqliteSaver"))
+"""The langgraph.history section (`pyactors.bench.langgraph`): the same graph on each saver."""
+_HISTORY_SUBJECTS = {
+    "pyactors": ("workflow", "Workflow + FileCheckpointer"),
+    "segmentsaver": ("langgraph", "SegmentSaver"),
+}
+"""Subject engine -> (target name prefix, what the targets call it)."""
 HistoryStats = dict[str, dict[str, dict[str, Any]]]
 """Engine -> measure (open_state, open_node, page) -> `summary`."""
 
 
-def bench_history(cfg: Config, tmp: str) -> None:
+def bench_history(cfg: Config, tmp: str, engines: tuple[tuple[str, str], ...] = HISTORY_ENGINES) -> None:
+    """Open a thread of N supersteps in fresh processes, for the subject engine and its baseline side by side."""
     print("\n== history: fresh processes open a thread of N supersteps (100 KB value, a list +1 item a step) ==")
     d = tempfile.mkdtemp(prefix="history-", dir=tmp)
     script = os.path.join(d, "child_history.py")
@@ -1014,33 +1029,33 @@ def bench_history(cfg: Config, tmp: str) -> None:
             f"| {'history(10)':>11} {'p99':>7} | {'MB on disk':>10}"
         )
         for n in cfg.history_steps:
-            results[n] = one_history(cfg, d, script, child_env(tmp), n, pad)
+            results[n] = one_history(cfg, d, script, child_env(tmp), n, pad, engines)
     finally:
         shutil.rmtree(d, ignore_errors=True)
-    if len(results) < 2 or any(len(r) < len(HISTORY_ENGINES) for r in results.values()):
+    if len(results) < 2 or any(len(r) < len(engines) for r in results.values()):
         return
+    (subject, _), (baseline, _) = engines
+    prefix, called = _HISTORY_SUBJECTS[subject]
     first, last = min(results), max(results)
-    short, long = results[first]["pyactors"], results[last]["pyactors"]
+    short, long = results[first][subject], results[last][subject]
     grow = long["open_node"]["median"] / short["open_node"]["median"]
     target(
-        "workflow_history_flat",
-        f"Workflow + FileCheckpointer: open -> next node running at {last:,} supersteps <= 1.5x the figure at {first}",
+        f"{prefix}_history_flat",
+        f"{called}: open -> next node running at {last:,} supersteps <= 1.5x the figure at {first}",
         f"{long['open_node']['median']:.2f} ms vs {short['open_node']['median']:.2f} ms ({grow:.2f}x)",
         grow <= 1.5,
     )
-    ratios = {
-        k: r["pyactors"]["open_state"]["median"] / r["langgraph"]["open_state"]["median"] for k, r in results.items()
-    }
+    ratios = {k: r[subject]["open_state"]["median"] / r[baseline]["open_state"]["median"] for k, r in results.items()}
     target(
-        "workflow_history_vs_sqlite",
-        "Workflow + FileCheckpointer: open -> state restored at or below LangGraph SqliteSaver's at every N",
+        f"{prefix}_history_vs_sqlite",
+        f"{called}: open -> state restored at or below LangGraph SqliteSaver's at every N",
         ", ".join(f"N={k:,} {v:.2f}x" for k, v in ratios.items()),
         max(ratios.values()) <= 1.0,
     )
     page = long["page"]["median"] / short["page"]["median"]
     target(
-        "workflow_history_page",
-        f"get_history(limit={HISTORY_PAGE}) at {last:,} supersteps within 2x of its cost at {first}",
+        f"{prefix}_history_page",
+        f"{called}: history (limit={HISTORY_PAGE}) at {last:,} supersteps within 2x of its cost at {first}",
         f"{long['page']['median']:.2f} ms vs {short['page']['median']:.2f} ms ({page:.2f}x)",
         page <= 2.0,
     )
@@ -1055,9 +1070,18 @@ def _remove(path: str) -> None:
             os.remove(p)
 
 
-def one_history(cfg: Config, d: str, script: str, env: dict[str, str], n: int, pad: str) -> HistoryStats:
+def one_history(
+    cfg: Config,
+    d: str,
+    script: str,
+    env: dict[str, str],
+    n: int,
+    pad: str,
+    engines: tuple[tuple[str, str], ...] = HISTORY_ENGINES,
+) -> HistoryStats:
     """One N: build each engine's thread, then time fresh processes on it."""
-    templates = {"pyactors": os.path.join(d, f"pyactors-{n}"), "langgraph": os.path.join(d, f"lg-{n}.sqlite")}
+    names = {"pyactors": f"pyactors-{n}", "segmentsaver": f"segmentsaver-{n}", "langgraph": f"lg-{n}.sqlite"}
+    templates = {engine: os.path.join(d, names[engine]) for engine, _ in engines}
     tail = [str(HISTORY_PAGE), str(len(pad))]
     for engine, path in templates.items():
         proc = subprocess.run(
@@ -1073,13 +1097,13 @@ def one_history(cfg: Config, d: str, script: str, env: dict[str, str], n: int, p
                 f"history: the {engine} child building {n} supersteps exited {proc.returncode}: {proc.stderr[-600:]}"
             )
             return {}
-    samples: dict[str, dict[str, list[dict[str, Any]]]] = {e: {"state": [], "resume": []} for e, _ in HISTORY_ENGINES}
+    samples: dict[str, dict[str, list[dict[str, Any]]]] = {e: {"state": [], "resume": []} for e, _ in engines}
 
     def child(engine: str, mode: str, timed: bool) -> None:
         path = templates[engine]
         if mode == "resume":  # a resume writes: it gets its own copy
             path = os.path.join(d, "resumed" + os.path.splitext(path)[1])
-            if engine == "pyactors":
+            if os.path.isdir(templates[engine]):
                 shutil.copytree(templates[engine], path)
             else:
                 for ext in ("", "-wal", "-shm"):  # a killed writer leaves its commits in the WAL
@@ -1101,17 +1125,17 @@ def one_history(cfg: Config, d: str, script: str, env: dict[str, str], n: int, p
     # Untimed: the first opening settles what the killed writer left, as a first resume
     # would (later copies start from there); the warm-ups fill the bytecode and page caches.
     for _ in range(max(1, cfg.warmups)):
-        for engine, _ in HISTORY_ENGINES:
+        for engine, _ in engines:
             child(engine, "state", timed=False)
             child(engine, "resume", timed=False)
     for r in range(cfg.recovery_runs):
-        for engine, _ in HISTORY_ENGINES[:: 1 if r % 2 == 0 else -1]:
+        for engine, _ in engines[:: 1 if r % 2 == 0 else -1]:
             gc.collect()
             child(engine, "state", timed=True)
             child(engine, "resume", timed=True)
 
     out: HistoryStats = {}
-    for engine, label in HISTORY_ENGINES:
+    for engine, label in engines:
         st, rs = samples[engine]["state"], samples[engine]["resume"]
         if not st or not rs:
             continue
@@ -1122,18 +1146,19 @@ def one_history(cfg: Config, d: str, script: str, env: dict[str, str], n: int, p
         }
         cells = " | ".join(f"{out[engine][k]['median']:>10.2f} {out[engine][k]['p99']:>7.2f}" for k in out[engine])
         print(f"{n:>6} {label:<38} {len(st):>4} | {cells} | {disk_bytes(templates[engine]) / 2**20:>10.1f}", flush=True)
-    if len(out) == len(HISTORY_ENGINES):
-        (_, pa_label), (_, lg_label) = HISTORY_ENGINES
+    if len(out) == len(engines):
+        (subject, pa_label), (baseline, lg_label) = engines
+        prefix = _HISTORY_SUBJECTS[subject][0]
         for what, key in (
             ("open -> state restored", "open_state"),
             ("open -> next node running", "open_node"),
-            (f"get_history(limit={HISTORY_PAGE})", "page"),
+            (f"history page (limit={HISTORY_PAGE})", "page"),
         ):
             compare(
-                f"workflow history, {what}",
+                f"{prefix} history, {what}",
                 "ms",
-                (pa_label, out["pyactors"][key]),
-                (lg_label, out["langgraph"][key]),
+                (pa_label, out[subject][key]),
+                (lg_label, out[baseline][key]),
                 higher_is_better=False,
                 supersteps=n,
             )
