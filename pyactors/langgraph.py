@@ -451,7 +451,8 @@ class SegmentSaver(BaseCheckpointSaver[str]):
     def _writes_after(self, thread_id: str, seq: int, upto: int | None = None) -> list[tuple[int, list[Any]]]:
         """(seq, header) of the writes headers after `seq` (and before `upto`)."""
         out = []
-        for rec in self.store.read(LANGGRAPH_PREFIX + thread_id, seq, kinds=[Kind.WRITES]):
+        limit = None if upto is None else upto - seq  # at most every record in between
+        for rec in self.store.read(LANGGRAPH_PREFIX + thread_id, seq, kinds=[Kind.WRITES], limit=limit):
             if upto is not None and rec.seq > upto:
                 break
             out.append((rec.seq, self._unpack(thread_id, rec.seq, rec.payload)))

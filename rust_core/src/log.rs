@@ -380,6 +380,69 @@ impl Handles {
     }
 }
 
+/// Decoded entries blocks of sealed segments, least recently used dropped past
+/// `ENTRIES_CACHE_BYTES`. A sealed segment never changes, so a block stays right until
+/// its segment is compacted away (then nothing asks for it: the index no longer lists
+/// the segment) or its index is rebuilt (`forget_segment`).
+#[derive(Default)]
+struct EntriesCache {
+    blocks: HashMap<String, (Arc<Vec<Entry>>, u64)>,
+    /// Use counter per key: the smallest is the least recently used.
+    clock: u64,
+    bytes: usize,
+}
+
+/// Bytes of decoded entries the store keeps (about 1.4 million records' entries).
+pub const ENTRIES_CACHE_BYTES: usize = 32 << 20;
+
+impl EntriesCache {
+    fn get(&mut self, key: &str) -> Option<Arc<Vec<Entry>>> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.blocks.get_mut(key).map(|(block, used)| {
+            *used = clock;
+            Arc::clone(block)
+        })
+    }
+
+    /// Keep `entries` under `key` (unless it alone is over the budget); return them.
+    fn put(&mut self, key: String, entries: Vec<Entry>) -> Arc<Vec<Entry>> {
+        let block = Arc::new(entries);
+        let size = block.len().saturating_mul(std::mem::size_of::<Entry>());
+        if size > ENTRIES_CACHE_BYTES {
+            return block;
+        }
+        while self.bytes.saturating_add(size) > ENTRIES_CACHE_BYTES {
+            let Some(oldest) = self.blocks.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            if let Some((gone, _)) = self.blocks.remove(&oldest) {
+                self.bytes = self.bytes.saturating_sub(gone.len().saturating_mul(std::mem::size_of::<Entry>()));
+            }
+        }
+        self.clock += 1;
+        if let Some((old, _)) = self.blocks.insert(key, (Arc::clone(&block), self.clock)) {
+            self.bytes = self.bytes.saturating_sub(old.len().saturating_mul(std::mem::size_of::<Entry>()));
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        block
+    }
+
+    /// Drop every block of segment `seg`.
+    fn forget_segment(&mut self, seg: u64) {
+        let prefix = format!("{seg}/");
+        let mut freed = 0usize;
+        self.blocks.retain(|k, (block, _)| {
+            let keep = !k.starts_with(&prefix);
+            if !keep {
+                freed = freed.saturating_add(block.len().saturating_mul(std::mem::size_of::<Entry>()));
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+}
+
 struct Inner {
     dir: PathBuf,
     fs: Arc<dyn FileSystem>,
@@ -398,6 +461,8 @@ struct Inner {
     rebuilding: Mutex<()>,
     report: OpenReport,
     cache: Mutex<LatestCache>,
+    /// Decoded entries blocks of sealed segments, by `"<seg>/<stream>"` (`sealed_entries`).
+    entries: Mutex<EntriesCache>,
     /// The process that opened the log. A process forked from it inherits the log
     /// (memory, descriptors, the lock's open file description) but not its threads, so
     /// a lock one of them held stays held: `check_open` refuses any other process
@@ -575,6 +640,7 @@ impl Log {
             rebuilding: Mutex::new(()),
             report,
             cache: Mutex::new(LatestCache::new(opts_cache_bytes)),
+            entries: Mutex::new(EntriesCache::default()),
             opened_by: process_id_now(),
         });
         let flusher = (inner.opts.durability == Durability::Group && !inner.opts.read_only).then(|| {
@@ -790,11 +856,17 @@ impl Log {
     }
 
     /// Where the live records of `stream` with `seq > after_seq` (and a kind in `kinds`)
-    /// are, in seq order: a snapshot that later appends and compaction do not disturb.
-    /// Pass each to `read_at`.
-    pub fn locate(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Located>> {
+    /// are, in seq order, the first `limit` of them: a snapshot that later appends and
+    /// compaction do not disturb. Pass each to `read_at`.
+    pub fn locate(
+        &self,
+        stream: &str,
+        after_seq: u64,
+        kinds: Option<&[u8]>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Located>> {
         self.inner.check_open()?;
-        self.inner.live_locs(stream, after_seq, kinds)
+        self.inner.live_locs(stream, after_seq, kinds, limit)
     }
 
     /// Read records of `stream` found by `locate`, in order (adjacent ones with one
@@ -808,7 +880,7 @@ impl Log {
 
     /// Read the live records of `stream` after `after_seq`, in seq order.
     pub fn read(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Record>> {
-        let ats = self.locate(stream, after_seq, kinds)?;
+        let ats = self.locate(stream, after_seq, kinds, None)?;
         match self.inner.read_locs(stream, &ats, None) {
             (records, None) => Ok(records),
             (_, Some(e)) => Err(e),
@@ -836,7 +908,7 @@ impl Log {
         check_stream(stream)?;
         check_kind(kind)?;
         let mut w = lock(&self.inner.writer);
-        let live = self.inner.live_locs(stream, 0, Some(&[kind]))?;
+        let live = self.inner.live_locs(stream, 0, Some(&[kind]), None)?;
         let keep = usize::try_from(keep_last).unwrap_or(usize::MAX);
         if live.len() <= keep {
             return Ok(0);
@@ -857,7 +929,7 @@ impl Log {
         self.inner.check_writable("delete_stream")?;
         check_stream(stream)?;
         let mut w = lock(&self.inner.writer);
-        let live = self.inner.live_locs(stream, 0, None)?;
+        let live = self.inner.live_locs(stream, 0, None, None)?;
         let last = match read(&self.inner.index).streams.get(stream) {
             Some(s) if !s.is_deleted() => s.last_seq,
             _ => return Ok(0),
@@ -1393,7 +1465,17 @@ impl Inner {
 
     /// A sealed segment's entries for `stream`, from its index file. A damaged index
     /// file is rebuilt from the segment and read again.
-    fn sealed_entries(&self, seg: u64, stream: &str) -> Result<Vec<Entry>> {
+    fn sealed_entries(&self, seg: u64, stream: &str) -> Result<Arc<Vec<Entry>>> {
+        let key = format!("{seg}/{stream}");
+        if let Some(hit) = lock(&self.entries).get(&key) {
+            return Ok(hit);
+        }
+        let entries = self.load_sealed_entries(seg, stream)?;
+        Ok(lock(&self.entries).put(key, entries))
+    }
+
+    /// `sealed_entries` from the index file (or a rebuilt index), sorted by seq.
+    fn load_sealed_entries(&self, seg: u64, stream: &str) -> Result<Vec<Entry>> {
         let Some((at, n, crc, seg_len)) = ({
             let idx = read(&self.index);
             idx.sealed
@@ -1408,8 +1490,11 @@ impl Inner {
         let held = lock(&self.handles).index(seg);
         let file = held.map_or_else(|| self.fs.open(&path, false), Ok);
         let ok = file.and_then(|h| h.read_exact_at(&mut buf, at)).is_ok() && crc32c::crc32c(&buf) == crc;
-        let entries = if ok { decode_entries(&buf) } else { Vec::new() };
+        let mut entries = if ok { decode_entries(&buf) } else { Vec::new() };
         if ok && entries.iter().all(|e| e.within(seg_len)) {
+            if !entries.is_sorted_by_key(|e| e.seq) {
+                entries.sort_by_key(|e| (e.seq, e.pos)); // written sorted; a damaged file must not make reads skip records
+            }
             return Ok(entries);
         }
         if !read(&self.index).sealed.contains_key(&seg) {
@@ -1434,6 +1519,7 @@ impl Inner {
                 decode_entries(block.ok_or_else(|| CoreError::corrupt(&path, s.entries_at, "rebuilt index is short"))?)
             }
         };
+        lock(&self.entries).forget_segment(seg); // other streams' blocks of this segment were rebuilt too
         let mut idx = write(&self.index);
         if let Some(s) = idx.sealed.get_mut(&seg) {
             s.streams = summary.streams.into_iter().map(|s| (s.stream.clone(), s)).collect();
@@ -1446,7 +1532,15 @@ impl Inner {
     ///
     /// Sealed entries are read with no lock held; if a compaction removed one of the
     /// segments meanwhile, the lookup starts again (its records moved elsewhere).
-    fn live_locs(&self, stream: &str, after_seq: u64, kinds: Option<&[u8]>) -> Result<Vec<Located>> {
+    /// Only the first `limit` are opened (`locate`): a read of a few records of a long
+    /// stream does not take a handle for each of the others.
+    fn live_locs(
+        &self,
+        stream: &str,
+        after_seq: u64,
+        kinds: Option<&[u8]>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Located>> {
         loop {
             let (segs, mut locs) = {
                 let idx = read(&self.index);
@@ -1466,7 +1560,28 @@ impl Inner {
                 (segs, locs)
             };
             for &seg in &segs {
-                locs.extend(self.sealed_entries(seg, stream)?.into_iter().map(|entry| Loc { seg, entry }));
+                let entries = self.sealed_entries(seg, stream)?;
+                // Sorted by seq: skip what is not after `after_seq`, and with a `limit` stop
+                // once that many seqs are live (a seq may be in several segments, or twice in
+                // one after an interrupted compaction: the merge below keeps the newest copy).
+                let from = entries.partition_point(|e| e.seq <= after_seq);
+                let idx = read(&self.index);
+                let Some(s) = idx.streams.get(stream) else { return Ok(Vec::new()) };
+                let mut seqs = 0usize;
+                let mut last = None;
+                for &entry in &entries[from..] {
+                    if !kinds.is_none_or(|k| k.contains(&entry.kind)) || s.is_dead(entry.kind, entry.seq) {
+                        continue;
+                    }
+                    if last != Some(entry.seq) {
+                        if limit.is_some_and(|l| seqs >= l) {
+                            break;
+                        }
+                        seqs += 1;
+                        last = Some(entry.seq);
+                    }
+                    locs.push(Loc { seg, entry });
+                }
             }
             let idx = read(&self.index);
             let gone = |seg: &u64| *seg != idx.active_base && !idx.sealed.contains_key(seg);
@@ -1487,7 +1602,7 @@ impl Inner {
                     _ => out.push(l),
                 }
             }
-            return out.into_iter().map(|loc| self.locate(loc)).collect();
+            return out.into_iter().take(limit.unwrap_or(usize::MAX)).map(|loc| self.locate(loc)).collect();
         }
     }
 
@@ -1531,7 +1646,7 @@ impl Inner {
                 let entries = self.sealed_entries(seg, stream)?;
                 let idx = read(&self.index);
                 let Some(s) = idx.streams.get(stream) else { continue };
-                live.extend(entries.into_iter().filter(|e| !s.is_dead(e.kind, e.seq)).map(|e| (stream.clone(), e)));
+                live.extend(entries.iter().copied().filter(|e| !s.is_dead(e.kind, e.seq)).map(|e| (stream.clone(), e)));
                 let has_tombstones = idx
                     .sealed
                     .get(&seg)

@@ -112,7 +112,7 @@ fn a_log_of_hundreds_of_segments_keeps_at_most_the_bound_open_and_reads_evicted_
     assert!(segs > 4 * OPEN_SEALED_SEGMENTS, "only {segs} segments");
 
     // Located before its segments are evicted: read from the files it holds.
-    let held = log.locate("s0", 0, None).expect("locate");
+    let held = log.locate("s0", 0, None, None).expect("locate");
     assert_eq!(held.len(), 30);
     let held_segs = {
         let mut s: Vec<u64> = held.iter().map(|at| at.loc.seg).collect();

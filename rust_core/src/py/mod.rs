@@ -323,10 +323,9 @@ impl PySegmentLog {
         limit: Option<Bound<'_, PyAny>>,
     ) -> PyResult<PyRecordIter> {
         let kinds = self::kinds(kinds)?;
-        let limit = limit.map(|l| arg(&l, "limit", U64)).transpose()?;
-        let mut locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref()))?;
-        // Only the first `limit` records are ever read (no read-ahead past them).
-        locs.truncate(limit.unwrap_or(usize::MAX));
+        let limit: Option<usize> = limit.map(|l| arg(&l, "limit", U64)).transpose()?;
+        // Only the first `limit` records are located and ever read (no read-ahead past them).
+        let locs = py.detach(|| self.log.locate(&stream, after_seq, kinds.as_deref(), limit))?;
         Ok(PyRecordIter { log: Arc::clone(&self.log), stream, locs, pending: Mutex::new((0, VecDeque::new())) })
     }
 
@@ -353,7 +352,7 @@ impl PySegmentLog {
         kinds: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<usize> {
         let kinds = self::kinds(kinds)?;
-        Ok(py.detach(|| self.log.locate(stream, after_seq, kinds.as_deref()))?.len())
+        Ok(py.detach(|| self.log.locate(stream, after_seq, kinds.as_deref(), None))?.len())
     }
 
     fn streams(&self, py: Python<'_>) -> PyResult<Vec<String>> {
