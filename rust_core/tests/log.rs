@@ -596,3 +596,42 @@ fn latest_under_concurrent_appends_is_never_older_than_what_was_acknowledged() {
         assert!(r.join().expect("reader") > 0);
     }
 }
+
+/// A read with a limit locates only the records it returns (per segment, the entries
+/// after `after_seq`), and returns exactly what the whole read begins with, across
+/// sealed and active segments, pruned records and compaction's copies.
+#[test]
+fn a_limited_locate_is_the_start_of_the_whole_one() {
+    let d = tmp("limit");
+    let log = Log::open(d.path(), small()).expect("open");
+    for i in 0..600u64 {
+        let kind = if i % 7 == 0 { 1 } else { 2 };
+        log.append(&format!("s{}", i % 3), kind, &payload(i)).expect("append");
+        if i == 300 {
+            log.prune("s0", 2, 40).expect("prune");
+            log.compact(0.2).expect("compact"); // live records copied into the active segment
+        }
+    }
+    for stream in ["s0", "s1", "s2"] {
+        for kinds in [None, Some(&[2u8][..]), Some(&[1u8][..])] {
+            let whole: Vec<_> = log.locate(stream, 0, kinds, None).expect("whole").into_iter().map(|l| l.loc).collect();
+            for after in [0, 1, 50, 150, 199, 200, 500] {
+                let from: Vec<_> = whole.iter().copied().filter(|l| l.entry.seq > after).collect();
+                for limit in [1, 2, 10, 1000] {
+                    let got: Vec<_> = log
+                        .locate(stream, after, kinds, Some(limit))
+                        .expect("limited")
+                        .into_iter()
+                        .map(|l| l.loc)
+                        .collect();
+                    assert_eq!(
+                        got,
+                        from.iter().copied().take(limit).collect::<Vec<_>>(),
+                        "{stream} {kinds:?} {after} {limit}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(segments(d.path()).len() > 10, "the records span many sealed segments");
+}
