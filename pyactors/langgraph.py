@@ -298,7 +298,9 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         self._threads: dict[str, _Thread] = {}
         """Full indexes, built for the threads the fast path cannot serve."""
         self._heads: OrderedDict[tuple[str, str], _Head] = OrderedDict()
-        """(thread, namespace) -> its newest header, for the fast path."""
+        """(thread, namespace) -> its newest header, for the fast path (guarded by `_heads_guard`:
+        the threads' own locks order each thread's calls, not the cache they share)."""
+        self._heads_guard = threading.Lock()
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
 
@@ -414,9 +416,8 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         another namespace's or of format 1: the full index must answer.
         """
         key = (thread_id, ns)
-        head = self._heads.get(key)
+        head = self._cached(key)
         if head is not None:
-            self._heads.move_to_end(key)
             return head
         rec = self.store.latest(LANGGRAPH_PREFIX + thread_id, Kind.CHECKPOINT)
         if rec is None:
@@ -436,17 +437,26 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         self._remember(key, head)
         return head
 
+    def _cached(self, key: tuple[str, str]) -> _Head | None:
+        with self._heads_guard:
+            head = self._heads.get(key)
+            if head is not None:
+                self._heads.move_to_end(key)
+            return head
+
     def _remember(self, key: tuple[str, str], head: _Head) -> None:
-        self._heads[key] = head
-        self._heads.move_to_end(key)
-        while len(self._heads) > _HEADS_CACHED:
-            self._heads.popitem(last=False)
+        with self._heads_guard:
+            self._heads[key] = head
+            self._heads.move_to_end(key)
+            while len(self._heads) > _HEADS_CACHED:
+                self._heads.popitem(last=False)
 
     def _forget(self, thread_id: str) -> None:
         """Drop what is kept in memory of a thread (its records were rewritten or deleted)."""
         self._threads.pop(thread_id, None)
-        for key in [k for k in self._heads if k[0] == thread_id]:
-            del self._heads[key]
+        with self._heads_guard:
+            for key in [k for k in self._heads if k[0] == thread_id]:
+                del self._heads[key]
 
     def _writes_after(self, thread_id: str, seq: int, upto: int | None = None) -> list[tuple[int, list[Any]]]:
         """(seq, header) of the writes headers after `seq` (and before `upto`)."""
@@ -740,7 +750,7 @@ class SegmentSaver(BaseCheckpointSaver[str]):
         header = [_WRITES_FORMAT, ns, cid, task_id, task_path, entries]
         with self._lock(thread_id):
             (seq,) = self._append(thread_id, [(Kind.WRITES, header, payloads)])
-            head = self._heads.get((thread_id, ns))
+            head = self._cached((thread_id, ns))
             if head is not None and head.id != cid:
                 head.late.append([cid, seq])  # to an older checkpoint: the next header lists it
 

@@ -413,3 +413,40 @@ def test_the_walk_along_the_headers_lists_what_the_full_index_lists(tmp_path: Pa
         if durability != "exit":
             paged = list(saver.list(_cfg("t"), limit=3, before=indexed[1].config))
             assert paged == indexed[2:5]
+
+
+def test_threads_of_one_saver_share_its_head_cache_safely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Eight OS threads, each driving its own LangGraph thread through put / put_writes /
+    # get_tuple / list, with a head cache of two entries, so evictions interleave with
+    # lookups. A stress test: the GIL makes the race it guards against (a lookup's
+    # move_to_end after another thread evicted the key) rare, so it passes without the
+    # guard too; it checks that evictions under load lose no write and no checkpoint.
+    import threading
+
+    import pyactors.langgraph as lg
+
+    monkeypatch.setattr(lg, "_HEADS_CACHED", 2)
+    errors: list[BaseException] = []
+    with SegmentSaver(tmp_path / "lg") as saver:
+
+        def drive(name: str) -> None:
+            try:
+                parent = None
+                for i in range(40):
+                    parent = _put(saver, name, parent, {"n": i}, {"n": f"{i + 1:04}"})
+                    saver.put_writes(parent, [("n", i * 10)], task_id=f"task-{i}")
+                    got = saver.get_tuple(_cfg(name))
+                    assert got is not None and got.checkpoint["channel_values"] == {"n": i}
+                    assert got.pending_writes == [(f"task-{i}", "n", i * 10)]
+                    assert len(list(saver.list(_cfg(name), limit=3))) == min(3, i + 1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        workers = [threading.Thread(target=drive, args=(f"t{k}",)) for k in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+        assert errors == []
+        for k in range(8):
+            assert [t.checkpoint["channel_values"]["n"] for t in saver.list(_cfg(f"t{k}"), limit=2)] == [39, 38]
