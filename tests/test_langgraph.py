@@ -272,10 +272,17 @@ def _cfg_run(thread: str, steps: int) -> Any:
 
 
 def _loop_thread(path: Path, steps: int) -> None:
-    """A thread of `steps` supersteps of the v1 graph (a list growing by one a step)."""
+    """A thread of `steps` supersteps of the v1 graph (a list growing by one a step).
+
+    LangGraph's ``durability="sync"``: each superstep's writes are stored before its next
+    checkpoint, so the layout (and what a read of it costs) does not depend on timing; under
+    "async" a background thread decides how many writes come late (see
+    `test_the_walk_along_the_headers_lists_what_the_full_index_lists`).
+    """
     with SegmentSaver(path) as saver:
         app = _v1().graph(stop=steps).compile(checkpointer=saver)
-        assert app.invoke({"n": 0, "log": [], "pad": "p" * 2000}, _cfg_run("t", steps))["n"] == steps
+        got = app.invoke({"n": 0, "log": [], "pad": "p" * 2000}, _cfg_run("t", steps), durability="sync")
+        assert got["n"] == steps
 
 
 def _reads(path: Path, call: Any) -> tuple[dict[str, int], int]:
