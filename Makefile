@@ -19,7 +19,10 @@ $(PY):
 # The dev build carries the test-only fault layer (`_core.FaultFs`); `maturin build` wheels do not.
 DEV_FEATURES := --features python,fault-injection
 
+# Stale extension modules go first: Python would import a CPython-specific one before
+# the abi3 build (tests/_native_guard.py fails the run if two are found).
 $(BUILT): $(PY) $(RUST_SOURCES) pyproject.toml
+	rm -f pyactors/_core*.so
 	$(VENV)/bin/maturin develop --release --locked $(DEV_FEATURES) --extras test,lint,bench,langgraph -q
 	@touch $@
 

@@ -4,8 +4,9 @@ Two guards:
 
 * Before any test is collected, the native module must import and work: a store is
   opened, a compressible record appended (zstd, CRC, fdatasync) and read back, and the
-  dev build's fault layer (`pyactors._core.FaultFs`) must be there. Anything else ends
-  the run at once with a non-zero status, naming what is wrong.
+  dev build's fault layer (`pyactors._core.FaultFs`) must be there, and it must be the
+  only native module beside the package (a stale second build could be the one Python
+  imports). Anything else ends the run at once with a non-zero status, naming what is wrong.
 * A skip (or xfail) fails the run unless it was made by `skip_for_environment`: the one
   kind of skip allowed is a test that needs what this machine cannot give it (a mount,
   a tool), never one that needs pyactors itself. A plain ``pytest.skip`` fails the run
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import pytest
@@ -52,6 +54,13 @@ def native_smoke_check() -> None:
 
     if not hasattr(_core, "FaultFs"):
         msg = "pyactors._core lacks FaultFs: the tests need the dev build (make build)"
+        raise ImportError(msg)
+    # Two builds side by side (say a CPython-specific one left over from before the abi3
+    # wheel): Python imports one by its suffix order, maybe the stale one.
+    here = Path(_core.__file__ or "").parent
+    builds = sorted(p.name for p in here.glob("_core.*") if p.suffix in {".so", ".pyd"})
+    if len(builds) > 1:
+        msg = f"{len(builds)} native modules in {here} ({', '.join(builds)}): the one imported may be stale"
         raise ImportError(msg)
     payload = b"native smoke check " * 64  # long and repetitive: stored zstd-compressed
     with tempfile.TemporaryDirectory() as d:

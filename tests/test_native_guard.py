@@ -17,6 +17,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _pytest(tmp_path: Path, test_source: str, conftest: str = "") -> subprocess.CompletedProcess[str]:
+    tmp_path.mkdir(exist_ok=True)
     (tmp_path / "test_it.py").write_text(test_source)
     (tmp_path / "conftest.py").write_text(conftest)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -73,6 +74,19 @@ def test_a_missing_or_broken_native_module_ends_the_run_before_any_test(tmp_path
     run = _pytest(tmp_path, "def test_never_runs():\n    raise SystemExit('ran')\n", conftest)
     assert run.returncode == 3, run.stdout + run.stderr
     assert "the native module is missing or broken" in run.stdout + run.stderr
+    assert "test_never_runs" not in run.stdout
+
+
+def test_a_stale_second_native_module_beside_the_package_ends_the_run(tmp_path: Path) -> None:
+    # A CPython-specific build left beside the abi3 one: Python would import the stale one.
+    fake = tmp_path / "pkg"
+    fake.mkdir()
+    for name in ("_core.abi3.so", "_core.cpython-311-x86_64-linux-gnu.so"):
+        (fake / name).write_bytes(b"")
+    conftest = f"from pyactors import _core\n_core.__file__ = {str(fake / '_core.abi3.so')!r}\n"
+    run = _pytest(tmp_path / "t", "def test_never_runs():\n    raise SystemExit('ran')\n", conftest)
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "2 native modules in" in run.stdout + run.stderr
     assert "test_never_runs" not in run.stdout
 
 
