@@ -318,7 +318,7 @@ class SegmentStore:
             a live writer. Appending, pruning and compacting raise
             `InvalidArgumentError`. The view sees one consistent set of files
             beside a writer that compacts: its open starts again if a compaction
-            removed a file it listed, it holds the newest 256 sealed segments
+            removed a file it listed, it holds the newest 128 sealed segments
             (and their index files) open while it lives, and its `verify` skips a
             segment compacted away since. Only in a store of more sealed segments
             may a read of an older one that a compaction removed since the open

@@ -90,6 +90,13 @@ def _check_descriptors(path: Path) -> None:
         assert store.streams() == sorted(written)
         for stream, payloads in written.items():
             assert [r.payload for r in store.read(stream)] == payloads, stream
+        # A read-only view beside the writer, under the same limit: it holds what the
+        # limit leaves it room for, and its reads close its own files when they must.
+        with SegmentStore(path, read_only=True) as view:
+            for stream, payloads in written.items():
+                assert [r.payload for r in view.read(stream)] == payloads, stream
+            assert view.verify().ok
+            assert [r.payload for r in store.read("s0")] == written["s0"]  # the writer still reads
         assert store.append("s0", b"after reopen") == len(written["s0"]) + 1
     print("checked")
 

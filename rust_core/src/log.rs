@@ -316,9 +316,10 @@ const MAX_COMMIT_DELAY: Duration = Duration::from_micros(500);
 pub const OPEN_SEALED_SEGMENTS: usize = 32;
 
 /// Sealed segments a read-only view opens at its open and holds while it lives (the
-/// newest ones; 16 GiB of segments at the default size): a compaction by the writer
-/// that removes one of them later does not take it from the view.
-pub const VIEW_HELD_SEGMENTS: usize = 256;
+/// newest ones; 8 GiB of segments at the default size; with their index files, at most
+/// twice as many descriptors): a compaction by the writer that removes one of them later
+/// does not take it from the view.
+pub const VIEW_HELD_SEGMENTS: usize = 128;
 
 /// The open segment files: the active segment's, never closed before the log is, and
 /// the sealed segments read most recently, the least recently used closed first. A
@@ -366,6 +367,16 @@ impl Handles {
         Arc::clone(self.sealed.get_or_insert(base, || file))
     }
 
+    /// Close the least recently used sealed segment's file (or an index file a view
+    /// holds); false when none is kept. A read in flight keeps its own clone open.
+    fn close_one(&mut self) -> bool {
+        if self.sealed.pop_lru().is_some() {
+            return true;
+        }
+        let Some(&seg) = self.indexes.keys().next() else { return false };
+        self.indexes.remove(&seg).is_some()
+    }
+
     /// Close every file: the log is closing (see `ClosedFile`).
     fn close_all(&mut self) {
         self.sealed.clear();
@@ -381,65 +392,61 @@ impl Handles {
 }
 
 /// Decoded entries blocks of sealed segments, least recently used dropped past
-/// `ENTRIES_CACHE_BYTES`. A sealed segment never changes, so a block stays right until
-/// its segment is compacted away (then nothing asks for it: the index no longer lists
-/// the segment) or its index is rebuilt (`forget_segment`).
-#[derive(Default)]
+/// `ENTRIES_CACHE_BYTES` (an LRU list: O(1) per lookup and per eviction, however many
+/// small blocks a store of many streams holds). A sealed segment never changes, so a
+/// block stays right until its segment is compacted away (then nothing asks for it: the
+/// index no longer lists the segment) or its index is rebuilt (`forget_segment`).
 struct EntriesCache {
-    blocks: HashMap<String, (Arc<Vec<Entry>>, u64)>,
-    /// Use counter per key: the smallest is the least recently used.
-    clock: u64,
+    blocks: LruCache<String, Arc<Vec<Entry>>>,
     bytes: usize,
 }
 
 /// Bytes of decoded entries the store keeps (about 1.4 million records' entries).
 pub const ENTRIES_CACHE_BYTES: usize = 32 << 20;
 
+fn block_bytes(block: &[Entry]) -> usize {
+    block.len().saturating_mul(std::mem::size_of::<Entry>())
+}
+
+impl Default for EntriesCache {
+    fn default() -> Self {
+        Self { blocks: LruCache::unbounded(), bytes: 0 }
+    }
+}
+
 impl EntriesCache {
     fn get(&mut self, key: &str) -> Option<Arc<Vec<Entry>>> {
-        self.clock += 1;
-        let clock = self.clock;
-        self.blocks.get_mut(key).map(|(block, used)| {
-            *used = clock;
-            Arc::clone(block)
-        })
+        self.blocks.get(key).cloned()
     }
 
     /// Keep `entries` under `key` (unless it alone is over the budget); return them.
     fn put(&mut self, key: String, entries: Vec<Entry>) -> Arc<Vec<Entry>> {
         let block = Arc::new(entries);
-        let size = block.len().saturating_mul(std::mem::size_of::<Entry>());
+        let size = block_bytes(&block);
         if size > ENTRIES_CACHE_BYTES {
             return block;
         }
-        while self.bytes.saturating_add(size) > ENTRIES_CACHE_BYTES {
-            let Some(oldest) = self.blocks.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone()) else {
-                break;
-            };
-            if let Some((gone, _)) = self.blocks.remove(&oldest) {
-                self.bytes = self.bytes.saturating_sub(gone.len().saturating_mul(std::mem::size_of::<Entry>()));
-            }
-        }
-        self.clock += 1;
-        if let Some((old, _)) = self.blocks.insert(key, (Arc::clone(&block), self.clock)) {
-            self.bytes = self.bytes.saturating_sub(old.len().saturating_mul(std::mem::size_of::<Entry>()));
+        if let Some(old) = self.blocks.put(key, Arc::clone(&block)) {
+            self.bytes = self.bytes.saturating_sub(block_bytes(&old));
         }
         self.bytes = self.bytes.saturating_add(size);
+        while self.bytes > ENTRIES_CACHE_BYTES {
+            let Some((_, gone)) = self.blocks.pop_lru() else { break };
+            self.bytes = self.bytes.saturating_sub(block_bytes(&gone));
+        }
         block
     }
 
-    /// Drop every block of segment `seg`.
+    /// Drop every block of segment `seg` (rare: an index rebuilt from its segment).
     fn forget_segment(&mut self, seg: u64) {
         let prefix = format!("{seg}/");
-        let mut freed = 0usize;
-        self.blocks.retain(|k, (block, _)| {
-            let keep = !k.starts_with(&prefix);
-            if !keep {
-                freed = freed.saturating_add(block.len().saturating_mul(std::mem::size_of::<Entry>()));
+        let gone: Vec<String> =
+            self.blocks.iter().filter(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        for key in gone {
+            if let Some(block) = self.blocks.pop(&key) {
+                self.bytes = self.bytes.saturating_sub(block_bytes(&block));
             }
-            keep
-        });
-        self.bytes = self.bytes.saturating_sub(freed);
+        }
     }
 }
 
@@ -1398,8 +1405,20 @@ impl Inner {
             return Ok(h);
         }
         let path = self.seg_path(base);
-        let h = self.fs.open(&path, false).at(&path)?;
+        let h = self.open_file(&path).at(&path)?;
         Ok(lock(&self.handles).keep(base, h))
+    }
+
+    /// Open a store file for reading. When the process is out of descriptors, close a
+    /// sealed segment's file this log keeps (the least recently used) and try again,
+    /// while it keeps any.
+    fn open_file(&self, path: &Path) -> std::io::Result<Handle> {
+        loop {
+            match self.fs.open(path, false) {
+                Err(e) if is_out_of_descriptors(&e) && lock(&self.handles).close_one() => {}
+                opened => return opened,
+            }
+        }
     }
 
     /// `loc` with an open handle on its segment. Called with the index read lock held,
@@ -1488,7 +1507,7 @@ impl Inner {
         let path = self.dir.join(index_name(seg));
         let mut buf = vec![0u8; n as usize * INDEX_ENTRY_LEN];
         let held = lock(&self.handles).index(seg);
-        let file = held.map_or_else(|| self.fs.open(&path, false), Ok);
+        let file = held.map_or_else(|| self.open_file(&path), Ok);
         let ok = file.and_then(|h| h.read_exact_at(&mut buf, at)).is_ok() && crc32c::crc32c(&buf) == crc;
         let mut entries = if ok { decode_entries(&buf) } else { Vec::new() };
         if ok && entries.iter().all(|e| e.within(seg_len)) {
@@ -1826,7 +1845,8 @@ impl Inner {
                 report.damaged.push(Damage::new(&path, t.offset, t.bytes, t.reason));
             }
             if end.is_none() {
-                match check_index_file(self.fs.as_ref(), &self.dir, seg, bytes.len() as u64) {
+                let idx_path = self.dir.join(index_name(seg));
+                match check_index_file(&idx_path, self.open_file(&idx_path), seg, bytes.len() as u64) {
                     Err((_, true)) if self.compacted_since_open(seg) => {}
                     Err((d, _)) => report.damaged.push(d),
                     Ok(()) => {}
@@ -1937,6 +1957,11 @@ fn is_not_found(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::NotFound
 }
 
+/// Whether `e` is the process's (EMFILE) or the system's (ENFILE) descriptor limit.
+fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 /// Whether `e` may come from a file that the writer removed meanwhile, rather than damage.
 fn raced(e: &CoreError) -> bool {
     match e {
@@ -1949,17 +1974,15 @@ fn raced(e: &CoreError) -> bool {
 /// Check an index file against its segment; `Err` describes the damage, and whether
 /// the file was not found.
 fn check_index_file(
-    fs: &dyn FileSystem,
-    dir: &Path,
+    path: &Path,
+    file: std::io::Result<Handle>,
     seg: u64,
     seg_len: u64,
 ) -> std::result::Result<(), (Damage, bool)> {
-    let path = dir.join(index_name(seg));
-    let damage = |offset: u64, reason: String| (Damage::new(&path, offset, 0, reason), false);
-    let bytes = fs
-        .open(&path, false)
+    let damage = |offset: u64, reason: String| (Damage::new(path, offset, 0, reason), false);
+    let bytes = file
         .and_then(|h| read_all_io(&h))
-        .map_err(|e| (Damage::new(&path, 0, 0, format!("cannot read: {e}")), is_not_found(&e)))?;
+        .map_err(|e| (Damage::new(path, 0, 0, format!("cannot read: {e}")), is_not_found(&e)))?;
     let summary = parse_index(&bytes, seg).map_err(|(off, why)| damage(off, why))?;
     if summary.segment_len != seg_len {
         return Err(damage(24, format!("index says the segment is {} bytes, it is {seg_len}", summary.segment_len)));
@@ -2171,16 +2194,27 @@ impl Recovery<'_> {
     }
 
     /// Open the newest `VIEW_HELD_SEGMENTS` sealed segments of `index` and their index
-    /// files. A missing index file is left to be rebuilt when read, as in any open.
+    /// files. A missing index file is left to be rebuilt when read, as in any open. A
+    /// segment that is gone is an error (`run_beside_writer` starts again). At the
+    /// descriptor limit it holds half of what it could open, leaving the rest of the
+    /// process (and this view's own reads) descriptors to work with; any other failure
+    /// to open a segment is left to the read that needs it.
     fn hold(&self, index: &Index) -> Result<Vec<Held>> {
-        let newest = index.sealed.keys().rev().take(VIEW_HELD_SEGMENTS);
-        newest
-            .map(|&seg| {
-                let path = self.dir.join(segment_name(seg));
-                let file = self.fs.open(&path, false).at(&path)?;
-                Ok((seg, file, self.fs.open(&self.dir.join(index_name(seg)), false).ok()))
-            })
-            .collect()
+        let mut held = Vec::new();
+        for &seg in index.sealed.keys().rev().take(VIEW_HELD_SEGMENTS) {
+            let path = self.dir.join(segment_name(seg));
+            let file = match self.fs.open(&path, false) {
+                Ok(file) => file,
+                Err(e) if is_not_found(&e) => return Err(CoreError::io(path, e)),
+                Err(e) if is_out_of_descriptors(&e) => {
+                    held.truncate(held.len() / 2);
+                    break;
+                }
+                Err(_) => break,
+            };
+            held.push((seg, file, self.fs.open(&self.dir.join(index_name(seg)), false).ok()));
+        }
+        Ok(held)
     }
 
     /// The manifest, if present and intact; a damaged one is reported (with the
